@@ -1,0 +1,20 @@
+"""Prefixed string ids (`proj_…`, `ver_…`) and API key material (`cdt_…`, `cdt_acc_…`)."""
+import hashlib
+import secrets
+import string
+
+BASE62 = string.digits + string.ascii_letters
+KEY_SECRET_LENGTH = 40
+LOOKUP_PREFIX_LENGTH = 8
+
+
+def random_base62(length: int) -> str:
+    return "".join(secrets.choice(BASE62) for _ in range(length))
+
+
+def new_id(prefix: str, length: int = 20) -> str:
+    return f"{prefix}_{random_base62(length)}"
+
+
+def key_digest(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()

@@ -1,0 +1,32 @@
+"""Shared pieces of the OpenAPI schema: the error body and the trace list."""
+from drf_spectacular.utils import OpenApiResponse, inline_serializer
+from rest_framework import serializers
+
+ERROR = inline_serializer("Error", {
+    "error": serializers.CharField(help_text="human readable"),
+    "code": serializers.CharField(help_text="BAD_REQUEST, UNAUTHORIZED, FORBIDDEN, NOT_FOUND, …"),
+    "details": serializers.DictField(child=serializers.ListField(child=serializers.CharField()), required=False),
+})
+
+_DESCRIPTIONS = {
+    400: "BAD_REQUEST: invalid body, userId, action or malformed JSON (details name the fields)",
+    401: "UNAUTHORIZED: missing, malformed, unknown or revoked key",
+    403: "FORBIDDEN: the key's kind or scope may not do this",
+    404: "NOT_FOUND: unknown resource, version, or one of another project",
+    405: "METHOD_NOT_ALLOWED",
+    409: "CONFLICT: another turn for this user is running (after a 10 s wait)",
+    413: "PAYLOAD_TOO_LARGE: body over 1 MiB",
+    415: "UNSUPPORTED_MEDIA_TYPE: send application/json",
+    429: "RATE_LIMITED: see Retry-After and X-RateLimit-*",
+}
+
+
+def error_responses(*statuses: int) -> dict:
+    return {status: OpenApiResponse(ERROR, description=_DESCRIPTIONS[status]) for status in (*statuses, 500)
+            } | {500: OpenApiResponse(ERROR, description="INTERNAL: a server fault (never a traceback)")}
+
+
+TRACE_LIST = inline_serializer("Trace", {
+    "type": serializers.CharField(help_text="text, choice, visual, knowledge, data_frame, handoff, end, …"),
+    "payload": serializers.DictField(),
+}, many=True)

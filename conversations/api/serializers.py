@@ -1,0 +1,111 @@
+"""Input validation of the v1 Conversations API (API.md §2), shared by the JSON and the SSE endpoints."""
+import re
+
+from django.core.validators import URLValidator
+from rest_framework import serializers
+
+from agents.runtime import Action, TraceType
+from config.api.errors import ApiError
+
+USER_ID_RE = re.compile(r"^[A-Za-z0-9_.:@-]{1,128}$")
+ACTION_TYPES = ("launch", "text", "button", "media")
+MAX_TEXT = 4000
+_url = URLValidator(schemes=["http", "https"])
+
+
+def validate_user_id(user_id: str) -> str:
+    if not USER_ID_RE.match(user_id):
+        raise ApiError(
+            "userId must be 1–128 characters of letters, digits and _ . : @ -",
+            details={"userId": ["Invalid user id."]},
+        )
+    return user_id
+
+
+class ActionField(serializers.Field):
+    """`{"type", "payload"}` checked per type; becomes an engine `Action`."""
+
+    default_error_messages = {"invalid": "Must be an object with a type and a payload."}
+
+    def to_internal_value(self, data) -> Action:
+        if not isinstance(data, dict) or "type" not in data:
+            self.fail("invalid")
+        kind, payload = data["type"], data.get("payload")
+        if kind not in ACTION_TYPES:
+            raise serializers.ValidationError(f"Unknown action type {kind!r}; expected one of {', '.join(ACTION_TYPES)}.")
+        if kind == "launch":
+            if payload is not None:
+                raise serializers.ValidationError("A launch action's payload must be null.")
+        elif kind == "text":
+            if not isinstance(payload, str):
+                raise serializers.ValidationError("A text action's payload must be a string.")
+            if not payload.strip():
+                raise serializers.ValidationError("A text action's payload must not be empty.")
+            if len(payload) > MAX_TEXT:
+                raise serializers.ValidationError(f"A text action's payload is at most {MAX_TEXT} characters.")
+        elif kind == "button":
+            if not isinstance(payload, dict) or not isinstance(payload.get("label"), str) or "value" not in payload:
+                raise serializers.ValidationError('A button payload is {"label": string, "value": any JSON}.')
+            payload = {"label": payload["label"], "value": payload["value"]}
+        elif kind == "media":
+            if not isinstance(payload, dict) or not all(isinstance(payload.get(k), str) for k in ("url", "mimeType")):
+                raise serializers.ValidationError('A media payload is {"url": string, "mimeType": string}.')
+            try:
+                _url(payload["url"])
+            except Exception:
+                raise serializers.ValidationError("A media url must be an http(s) URL.") from None
+            payload = {"url": payload["url"], "mimeType": payload["mimeType"]}
+        return Action(type=kind, payload=payload)
+
+    def to_representation(self, value: Action) -> dict:
+        return {"type": value.type, "payload": value.payload}
+
+
+class InteractConfigSerializer(serializers.Serializer):
+    excludeTypes = serializers.ListField(child=serializers.ChoiceField(choices=[t.value for t in TraceType]),
+                                         required=False, default=list)
+    debug = serializers.BooleanField(required=False, default=False)
+
+
+class InteractInputSerializer(serializers.Serializer):
+    action = ActionField()
+    versionId = serializers.CharField(required=False, max_length=64)
+    config = InteractConfigSerializer(required=False)
+
+
+class StackFrameSerializer(serializers.Serializer):
+    workflowId = serializers.CharField(max_length=200)
+    stepId = serializers.CharField(max_length=200)
+
+
+class WaitingSerializer(StackFrameSerializer):
+    kind = serializers.ChoiceField(choices=["buttons", "capture"])
+    attempts = serializers.IntegerField(min_value=0, required=False, default=0)
+
+
+class HistoryEntrySerializer(serializers.Serializer):
+    role = serializers.ChoiceField(choices=["user", "assistant"])
+    content = serializers.CharField(allow_blank=True, trim_whitespace=False)
+
+
+class StateInputSerializer(serializers.Serializer):
+    """PUT /state. `updatedAt` is the server's and ignored; any other unknown key is an error."""
+
+    versionId = serializers.CharField(required=False, default="development", max_length=64)
+    status = serializers.ChoiceField(choices=["active", "ended", "handoff"], required=False, default="active")
+    turn = serializers.IntegerField(min_value=0, required=False, default=0)
+    variables = serializers.DictField(required=False, default=dict)
+    stack = StackFrameSerializer(many=True, required=False, default=list)
+    waiting = WaitingSerializer(required=False, allow_null=True, default=None)
+    history = HistoryEntrySerializer(many=True, required=False, default=list)
+    updatedAt = serializers.CharField(required=False, write_only=True)
+
+    def validate(self, attrs):
+        unknown = set(self.initial_data) - set(self.fields)
+        if unknown:
+            raise serializers.ValidationError({key: ["Unknown state field."] for key in sorted(unknown)})
+        for name in attrs.get("variables", {}):
+            if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", str(name)):
+                raise serializers.ValidationError({"variables": [f"{name!r} is not a valid variable name."]})
+        attrs.pop("updatedAt", None)
+        return attrs

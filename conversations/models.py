@@ -1,0 +1,78 @@
+"""Conversations (the v1 session of a project's end user) and their messages."""
+from functools import partial
+
+from django.db import models
+from django.db.models import Q
+
+from agents.ids import new_id
+from agents.models import Project
+
+
+class Conversation(models.Model):
+    """One session of (project, user_id). `state` holds the engine's part of the session (variables, stack, waiting,
+    history); `turn` counts completed turns. A running turn holds the lease (token + expiry) instead of a database
+    transaction. DELETE /state closes the conversation (`closed_at`); its transcript stays, the next turn opens a new
+    one, so at most one open conversation exists per (project, user_id)."""
+
+    class Status(models.TextChoices):
+        ACTIVE = "active"
+        ENDED = "ended"
+        HANDOFF = "handoff"
+
+    id = models.CharField(primary_key=True, max_length=32, default=partial(new_id, "conv"), editable=False)
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="conversations")
+    user_id = models.CharField(max_length=128)
+    platform = models.CharField(max_length=32, default="api")
+    version_id = models.CharField(max_length=32, default="development")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.ACTIVE)
+    state = models.JSONField(default=dict, blank=True)
+    turn = models.PositiveIntegerField(default=0)
+    message_seq = models.PositiveIntegerField(default=0, help_text="sequence number of the last message")
+    lease_token = models.CharField(max_length=32, null=True, blank=True, editable=False)
+    lease_expires_at = models.DateTimeField(null=True, blank=True, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    closed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["project", "user_id"], condition=Q(closed_at__isnull=True), name="conversation_open_unique"
+            ),
+        ]
+        indexes = [models.Index(fields=["project", "-created_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.user_id} · {self.project_id} · {self.id}"
+
+
+class Message(models.Model):
+    class Role(models.TextChoices):
+        USER = "user"
+        ASSISTANT = "assistant"
+
+    class Status(models.TextChoices):
+        COMPLETE = "complete"
+        INTERRUPTED = "interrupted"
+        FAILED = "failed"
+
+    id = models.CharField(primary_key=True, max_length=32, default=partial(new_id, "msg"), editable=False)
+    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="messages")
+    seq = models.PositiveIntegerField()
+    turn_id = models.CharField(max_length=40, db_index=True)
+    role = models.CharField(max_length=16, choices=Role.choices)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.COMPLETE)
+    action = models.JSONField(null=True, blank=True, help_text="the user's action (user messages)")
+    content = models.TextField(blank=True, default="")
+    traces = models.JSONField(default=list, blank=True)
+    version_id = models.CharField(max_length=32, blank=True, default="")
+    duration_ms = models.PositiveIntegerField(null=True, blank=True, help_text="engine time of the turn")
+    first_trace_ms = models.PositiveIntegerField(null=True, blank=True, help_text="time to the first trace")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["conversation", "seq"]
+        constraints = [models.UniqueConstraint(fields=["conversation", "seq"], name="message_seq_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.conversation_id}#{self.seq} {self.role}"

@@ -1,0 +1,271 @@
+"""Turns and session state. A turn holds the conversation's lease (an atomic conditional UPDATE of a token and its
+expiry), not a transaction: the user message is stored when the turn starts, the agent message and the new state
+when it ends, so a stream that lasts minutes pins no connection."""
+import logging
+import secrets
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from agents.models import Project
+from agents.runtime import Action, AgentSpec, run_turn
+from agents.selectors import agent_spec_get
+from config.api.errors import Conflict
+from conversations.models import Conversation, Message
+
+log = logging.getLogger("conduet.turns")
+
+LEASE_MARGIN = timedelta(seconds=30)
+DEFAULT_TURN_TIMEOUT = 120
+ENGINE_STATE_KEYS = ("variables", "stack", "waiting", "history")
+
+
+@dataclass(frozen=True)
+class TurnRequest:
+    project: Project
+    user_id: str
+    action: Action
+    version: str = "development"
+    debug: bool = False
+    exclude_types: frozenset[str] = frozenset()
+    platform: str = "api"
+
+
+def _turn_timeout(project: Project) -> int:
+    value = (project.document.get("settings") or {}).get("turnTimeoutSeconds")
+    return value if isinstance(value, int) and value > 0 else DEFAULT_TURN_TIMEOUT
+
+
+def _open(project: Project, user_id: str):
+    return Conversation.objects.filter(project=project, user_id=user_id, closed_at__isnull=True)
+
+
+def _lease_acquire(*, project: Project, user_id: str, platform: str, reserve_messages: int = 0,
+                   create: bool = True) -> tuple[Conversation | None, str]:
+    """Takes the lease of the user's open conversation (creating it if `create`), waiting up to
+    CONDUET_TURN_WAIT_SECONDS for a running turn to end, then 409. `reserve_messages` sequence numbers are taken
+    in the same UPDATE, so a crashed turn can never make the next one reuse its numbers."""
+    token = secrets.token_hex(16)
+    ttl = timedelta(seconds=_turn_timeout(project)) + LEASE_MARGIN
+    deadline = time.monotonic() + settings.CONDUET_TURN_WAIT_SECONDS
+    delay = 0.005
+    while True:
+        now = timezone.now()
+        taken = (
+            _open(project, user_id)
+            .filter(Q(lease_token__isnull=True) | Q(lease_expires_at__lt=now))
+            .update(lease_token=token, lease_expires_at=now + ttl,
+                    message_seq=F("message_seq") + reserve_messages)
+        )
+        if taken:
+            return _open(project, user_id).get(), token
+        if not _open(project, user_id).exists():
+            if not create:
+                return None, token
+            try:
+                with transaction.atomic():
+                    Conversation.objects.create(project=project, user_id=user_id, platform=platform)
+            except IntegrityError:
+                pass  # another request opened it first: take its lease on the next pass
+            continue
+        if time.monotonic() >= deadline:
+            raise Conflict("Another turn for this user is still running; retry when it has finished.")
+        time.sleep(delay)
+        delay = min(delay * 2, 0.05)
+
+
+def _lease_release(conversation: Conversation, token: str, **changes) -> bool:
+    changes.setdefault("updated_at", timezone.now())
+    released = Conversation.objects.filter(pk=conversation.pk, lease_token=token).update(
+        lease_token=None, lease_expires_at=None, **changes
+    )
+    return bool(released)
+
+
+def _engine_state(conversation: Conversation) -> dict:
+    state = {key: conversation.state.get(key) for key in ENGINE_STATE_KEYS if key in conversation.state}
+    if conversation.status == Conversation.Status.ENDED:
+        # The last turn reached an end step: this one starts over, keeping what is known about the user.
+        state = {"variables": state.get("variables", {}), "history": state.get("history", [])}
+    return state
+
+
+@dataclass
+class ActiveTurn:
+    """A turn that holds its conversation's lease. Iterate `run()` for the traces, then call `finish()`; on any
+    fault call `fail()`, which stores what was produced and releases the lease."""
+
+    request: TurnRequest
+    conversation: Conversation
+    token: str
+    spec: AgentSpec
+    version_id: str
+    user_seq: int
+    id: str = field(default_factory=lambda: f"turn_{secrets.token_hex(10)}")
+    traces: list[dict] = field(default_factory=list)
+    started: float = field(default_factory=time.perf_counter)
+    first_trace_ms: int | None = None
+    _engine_turn: object = None
+    _done: bool = False
+
+    def run(self) -> Iterator[dict]:
+        conversation = self.conversation
+        engine_turn = run_turn(
+            self.spec,
+            _engine_state(conversation),
+            self.request.action,
+            context={
+                "user_id": conversation.user_id,
+                "platform": conversation.platform,
+                "timestamp": timezone.now().isoformat(),
+                "turn": conversation.turn + 1,
+            },
+            debug=self.request.debug,
+        )
+        self._engine_turn = engine_turn
+        for trace in engine_turn:
+            if self.first_trace_ms is None:
+                self.first_trace_ms = int((time.perf_counter() - self.started) * 1000)
+            self.traces.append(trace)
+            if trace["type"] not in self.request.exclude_types:
+                yield trace
+
+    def finish(self) -> Message:
+        engine_turn = self._engine_turn
+        if engine_turn is None:
+            raise RuntimeError("finish() before run() completed")
+        status = Conversation.Status.ACTIVE
+        if engine_turn.ended:
+            status = Conversation.Status.ENDED
+        elif engine_turn.handoff:
+            status = Conversation.Status.HANDOFF
+        return self._store(Message.Status.COMPLETE, content=engine_turn.reply_text, changes={
+            "state": engine_turn.state, "turn": F("turn") + 1, "status": status, "version_id": self.version_id,
+        })
+
+    def fail(self, status: str = Message.Status.FAILED) -> Message | None:
+        """Stores what was produced (the session state is left as it was) and frees the conversation."""
+        if self._done:
+            return None
+        content = "".join(t["payload"].get("message", "") for t in self.traces if t["type"] == "text")
+        return self._store(status, content=content, changes={})
+
+    def _store(self, status: str, *, content: str, changes: dict) -> Message:
+        self._done = True
+        with transaction.atomic():
+            if not _lease_release(self.conversation, self.token, **changes):
+                raise Conflict("This turn ran past its time limit and lost the conversation to a newer turn.")
+            return Message.objects.create(
+                conversation=self.conversation, seq=self.user_seq + 1, turn_id=self.id,
+                role=Message.Role.ASSISTANT, status=status, content=content, traces=self.traces,
+                version_id=self.version_id, duration_ms=int((time.perf_counter() - self.started) * 1000),
+                first_trace_ms=self.first_trace_ms,
+            )
+
+
+def _user_content(action: Action) -> str:
+    payload = action.payload
+    if action.type == "text":
+        return payload
+    if action.type == "button":
+        return str(payload.get("label", ""))
+    if action.type == "media":
+        return str(payload.get("url", ""))
+    return ""
+
+
+def turn_begin(*, request: TurnRequest) -> ActiveTurn:
+    """Resolves the version (404), takes the lease (409 after the wait) and stores the user's message."""
+    spec, version_id = agent_spec_get(project=request.project, version=request.version)
+    conversation, token = _lease_acquire(
+        project=request.project, user_id=request.user_id, platform=request.platform, reserve_messages=2
+    )
+    user_seq = conversation.message_seq - 1
+    turn = ActiveTurn(request=request, conversation=conversation, token=token, spec=spec, version_id=version_id,
+                      user_seq=user_seq)
+    try:
+        Message.objects.create(
+            conversation=conversation, seq=user_seq, turn_id=turn.id, role=Message.Role.USER,
+            action={"type": request.action.type, "payload": request.action.payload},
+            content=_user_content(request.action), version_id=version_id,
+        )
+    except Exception:
+        _lease_release(conversation, token)
+        raise
+    return turn
+
+
+def turn_run(*, request: TurnRequest) -> tuple[ActiveTurn, list[dict]]:
+    """One whole turn, for the JSON endpoints: the traces to return (excluded types filtered out)."""
+    turn = turn_begin(request=request)
+    try:
+        traces = list(turn.run())
+    except BaseException:
+        log.exception("Turn %s failed", turn.id)
+        turn.fail()
+        raise
+    turn.finish()
+    return turn, traces
+
+
+# --- Session state (GET/PUT/DELETE state, PATCH variables)
+
+def state_view(conversation: Conversation) -> dict:
+    state = conversation.state or {}
+    return {
+        "versionId": conversation.version_id,
+        "status": conversation.status,
+        "turn": conversation.turn,
+        "variables": state.get("variables") or {},
+        "stack": state.get("stack") or [],
+        "waiting": state.get("waiting"),
+        "history": state.get("history") or [],
+        "updatedAt": conversation.updated_at.isoformat().replace("+00:00", "Z"),
+    }
+
+
+@contextmanager
+def _leased(project: Project, user_id: str, *, platform: str = "api", create: bool = True):
+    conversation, token = _lease_acquire(project=project, user_id=user_id, platform=platform, create=create)
+    changes: dict = {}
+    try:
+        yield conversation, changes
+    finally:
+        if conversation is not None:
+            _lease_release(conversation, token, **changes)
+
+
+def conversation_state_replace(*, project: Project, user_id: str, state: dict) -> dict:
+    """PUT /state: the validated state replaces the session's (created if absent)."""
+    with _leased(project, user_id) as (conversation, changes):
+        changes.update(
+            state={key: state[key] for key in ENGINE_STATE_KEYS},
+            status=state["status"], turn=state["turn"], version_id=state["versionId"],
+        )
+    conversation.refresh_from_db()
+    return state_view(conversation)
+
+
+def conversation_variables_merge(*, project: Project, user_id: str, variables: dict) -> dict:
+    """PATCH /variables: merges into `state.variables`, creating the session if absent."""
+    with _leased(project, user_id) as (conversation, changes):
+        state = dict(conversation.state or {})
+        state["variables"] = {**(state.get("variables") or {}), **variables}
+        changes["state"] = state
+    conversation.refresh_from_db()
+    return state_view(conversation)
+
+
+def conversation_end(*, project: Project, user_id: str) -> None:
+    """DELETE /state: closes the open conversation (its transcript stays); the next turn starts a new one."""
+    with _leased(project, user_id, create=False) as (conversation, changes):
+        if conversation is not None:
+            now = timezone.now()
+            changes.update(closed_at=now, status=Conversation.Status.ENDED)

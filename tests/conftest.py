@@ -1,0 +1,91 @@
+"""Shared fixtures: API clients holding real keys, the demo project, and rows from factories."""
+import pytest
+from rest_framework.test import APIClient
+
+from agents.demo import DEMO_PROJECT
+from agents.models import ProjectApiKey
+from agents.selectors import spec_cache
+from agents.services import developer_token_create, project_api_key_create, project_create, version_publish
+from tests.factories import MembershipFactory, ProjectFactory, UserFactory, WorkspaceFactory
+
+
+@pytest.fixture(autouse=True)
+def _fresh_caches(settings):
+    """Each test starts with no rate-limit counts and no cached specs (tests share process and cache)."""
+    from django.core.cache import cache
+
+    cache.clear()
+    spec_cache.clear()
+
+
+@pytest.fixture
+def workspace(db):
+    return WorkspaceFactory()
+
+
+@pytest.fixture
+def user(workspace):
+    member = MembershipFactory(workspace=workspace)
+    return member.user
+
+
+@pytest.fixture
+def demo_project(workspace):
+    return project_create(workspace=workspace, name=DEMO_PROJECT["name"], document=DEMO_PROJECT)
+
+
+@pytest.fixture
+def published_demo(demo_project):
+    version_publish(project=demo_project, name="v1")
+    demo_project.refresh_from_db()
+    return demo_project
+
+
+@pytest.fixture
+def project_key(demo_project):
+    _row, key = project_api_key_create(project=demo_project, name="server")
+    return key
+
+
+@pytest.fixture
+def widget_key(demo_project):
+    _row, key = project_api_key_create(project=demo_project, name="widget", scope=ProjectApiKey.Scope.WIDGET)
+    return key
+
+
+@pytest.fixture
+def developer_token(user):
+    _row, key = developer_token_create(user=user, name="dev")
+    return key
+
+
+@pytest.fixture
+def api():
+    """An unauthenticated DRF test client; `client_for(key)` gives an authenticated one."""
+    return APIClient()
+
+
+@pytest.fixture
+def client_for():
+    def make(key: str, **headers) -> APIClient:
+        client = APIClient()
+        client.credentials(HTTP_AUTHORIZATION=f"Bearer {key}", **headers)
+        return client
+
+    return make
+
+
+@pytest.fixture
+def server_client(project_key, client_for):
+    """A client with a server key of the demo project."""
+    return client_for(project_key)
+
+
+@pytest.fixture
+def other_project(db):
+    return ProjectFactory()
+
+
+@pytest.fixture
+def stranger():
+    return UserFactory()
