@@ -1,4 +1,6 @@
-"""ASGI entry point (daphne). HTTP goes to Django; websockets (the live admin view) plug in here later."""
+"""ASGI entry point (daphne). HTTP goes to Django, with static files (admin, API docs) served by Django's own
+ASGI static handler, so a first run needs no web server in front; websockets (the live admin view) plug in here
+later."""
 import os
 
 from django.core.asgi import get_asgi_application
@@ -7,5 +9,6 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 django_asgi_app = get_asgi_application()
 
 from channels.routing import ProtocolTypeRouter  # noqa: E402  (needs the app registry loaded)
+from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
 
-application = ProtocolTypeRouter({"http": django_asgi_app})
+application = ProtocolTypeRouter({"http": ASGIStaticFilesHandler(django_asgi_app)})

@@ -28,6 +28,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
     "channels",
     "agents",
     "conversations",
@@ -76,6 +77,8 @@ if _db["ENGINE"] == "django.db.backends.sqlite3":
         "transaction_mode": "IMMEDIATE",
         "timeout": 20,
     }
+    # A file, not memory, so that a daphne process started by the tests sees the test database.
+    _db["TEST"] = {"NAME": env_str("CONDUET_TEST_SQLITE", str(BASE_DIR / ".test.sqlite3"))}
 elif _db["ENGINE"] == "django.db.backends.postgresql" and env_bool("CONDUET_DB_POOL", True):
     # psycopg 3's pool, shared by the threads that run sync views in one daphne process.
     _db["OPTIONS"] = {
@@ -134,6 +137,10 @@ SPECTACULAR_SETTINGS = {
     "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
     "SERVE_AUTHENTICATION": [],
     "COMPONENT_SPLIT_REQUEST": True,
+    # Swagger UI is served from this server (drf-spectacular-sidecar): a self-hosted install needs no CDN.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
 }
 
 # --- Conduet

@@ -10,12 +10,16 @@ from tests.factories import MembershipFactory, ProjectFactory, UserFactory, Work
 
 
 @pytest.fixture(autouse=True)
-def _fresh_caches(settings):
-    """Each test starts with no rate-limit counts and no cached specs (tests share process and cache)."""
-    from django.core.cache import cache
-
-    cache.clear()
+def _fresh_caches(request):
+    """Each test starts with no cached specs and, when it uses the database, no rate-limit counts (the cache is the
+    database or Redis, shared by the tests and by a daphne process they start)."""
     spec_cache.clear()
+    uses_db = request.node.get_closest_marker("django_db") or {"db", "transactional_db"} & set(request.fixturenames)
+    if uses_db:
+        from django.core.cache import cache
+
+        request.getfixturevalue("db")  # opens database access in the mode (transactional or not) the test asked
+        cache.clear()
 
 
 @pytest.fixture
@@ -89,3 +93,18 @@ def other_project(db):
 @pytest.fixture
 def stranger():
     return UserFactory()
+
+
+@pytest.fixture(scope="session")
+def daphne_url(django_db_setup, django_db_blocker, tmp_path_factory):
+    """A real daphne process serving the test database (tests using it need `transactional_db`, so that what
+    they write is committed and visible to the server)."""
+    from django.db import connections
+
+    from tests.live import daphne_server, database_url
+
+    env = {"DATABASE_URL": database_url(connections["default"].settings_dict), "LOG_LEVEL": "WARNING",
+           "CONDUET_DB_POOL_MIN": "0"}
+    log_path = tmp_path_factory.mktemp("daphne") / "daphne.log"
+    with daphne_server(env=env, log_path=log_path) as url:
+        yield url

@@ -1,4 +1,5 @@
 """Shared pieces of the OpenAPI schema: the error body and the trace list."""
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.utils import OpenApiResponse, inline_serializer
 from rest_framework import serializers
 
@@ -30,3 +31,14 @@ TRACE_LIST = inline_serializer("Trace", {
     "type": serializers.CharField(help_text="text, choice, visual, knowledge, data_frame, handoff, end, …"),
     "payload": serializers.DictField(),
 }, many=True)
+
+
+class BearerKeyScheme(OpenApiAuthenticationExtension):
+    """Documents `Authorization: Bearer cdt_…` (project key) or `cdt_acc_…` (developer token)."""
+
+    target_class = "agents.authentication.BearerKeyAuthentication"
+    name = "BearerKey"
+
+    def get_security_definition(self, auto_schema):
+        return {"type": "http", "scheme": "bearer",
+                "description": "A project key `cdt_…` or a developer token `cdt_acc_…` (with `X-Project-Id`)."}

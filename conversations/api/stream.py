@@ -12,6 +12,7 @@ import threading
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import close_old_connections, connections
+from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.utils import extend_schema
 from rest_framework.exceptions import NotAuthenticated, ParseError, UnsupportedMediaType
 from rest_framework.views import APIView
@@ -80,9 +81,11 @@ def _run_turn_in_thread(turn_request, loop: asyncio.AbstractEventLoop, queue: as
         connections.close_all()  # this thread's connections go back to the pool
 
 
+@csrf_exempt  # authenticated by Bearer key, never by a session cookie
 async def conversation_interact_stream(request, user_id: str):
     if request.method != "POST":
-        return error_response("Method not allowed; use POST.", ErrorCode.METHOD_NOT_ALLOWED)
+        return error_response(f'Method "{request.method}" not allowed.', ErrorCode.METHOD_NOT_ALLOWED,
+                              headers={"Allow": "POST"})
     try:
         turn_request = await sync_to_async(_prepare)(request, user_id)
     except Exception as exc:

@@ -1,0 +1,45 @@
+"""Probes and the OpenAPI document."""
+import pytest
+
+pytestmark = pytest.mark.django_db
+
+V1_OPERATIONS = {
+    ("/api/v1/conversations/{user_id}/interact", "post"),
+    ("/api/v1/conversations/{user_id}/interact/stream", "post"),
+    ("/api/v1/conversations/{user_id}/state", "get"),
+    ("/api/v1/conversations/{user_id}/state", "put"),
+    ("/api/v1/conversations/{user_id}/state", "delete"),
+    ("/api/v1/conversations/{user_id}/variables", "patch"),
+}
+
+
+def test_healthz_and_readyz_need_no_key(client):
+    assert client.get("/healthz").json() == {"status": "ok"}
+    assert client.get("/readyz").json() == {"status": "ok", "database": "ok"}
+
+
+def test_schema_documents_every_v1_operation_with_its_errors(client):
+    response = client.get("/api/schema/?format=json")
+
+    assert response.status_code == 200
+    schema = response.json()
+    operations = {(path, method) for path, item in schema["paths"].items() for method in item}
+    assert V1_OPERATIONS <= operations
+    for path, method in V1_OPERATIONS:
+        responses = schema["paths"][path][method]["responses"]
+        assert {"400", "401"} <= set(responses), (path, method)
+        error = responses["401"]["content"]["application/json"]["schema"]
+        assert "Error" in error.get("$ref", "")
+    interact = schema["paths"]["/api/v1/conversations/{user_id}/interact"]["post"]
+    assert {"404", "409", "429"} <= set(interact["responses"])
+    stream = schema["paths"]["/api/v1/conversations/{user_id}/interact/stream"]["post"]
+    assert "text/event-stream" in stream["responses"]["200"]["content"]
+    assert schema["components"]["securitySchemes"]
+
+
+def test_docs_page_is_served_without_a_cdn(client):
+    response = client.get("/api/docs/")
+
+    assert response.status_code == 200
+    assert b"swagger" in response.content.lower()
+    assert b"cdn.jsdelivr" not in response.content

@@ -1,0 +1,72 @@
+"""Rate limits (API.md §1): per end user on interact, per key elsewhere, with X-RateLimit-* on every response."""
+import time
+
+import pytest
+
+from conversations.models import Message
+
+pytestmark = pytest.mark.django_db
+
+LAUNCH = {"action": {"type": "launch", "payload": None}}
+
+
+def interact(client, user_id="jane"):
+    return client.post(f"/api/v1/conversations/{user_id}/interact", LAUNCH, format="json")
+
+
+@pytest.fixture
+def limit_of_three(demo_project):
+    demo_project.document["settings"]["rateLimit"] = {"perMinute": 3}
+    demo_project.save()
+
+
+def test_every_api_response_carries_the_headers(server_client):
+    for response in (interact(server_client), server_client.get("/api/v1/conversations/jane/state"),
+                     server_client.get("/api/v1/conversations/nobody/state")):
+        assert int(response["X-RateLimit-Limit"]) > 0
+        assert 0 <= int(response["X-RateLimit-Remaining"]) < int(response["X-RateLimit-Limit"])
+        reset_ms = int(response["X-RateLimit-Reset"])
+        assert time.time() * 1000 < reset_ms <= (time.time() + 61) * 1000
+
+
+def test_interact_counts_down_per_user(server_client, limit_of_three):
+    remaining = [interact(server_client)["X-RateLimit-Remaining"] for _ in range(3)]
+    assert remaining == ["2", "1", "0"]
+    assert interact(server_client)["X-RateLimit-Limit"] == "3"
+
+
+def test_past_the_limit_is_429_with_retry_after_and_no_write(server_client, limit_of_three):
+    for _ in range(3):
+        assert interact(server_client).status_code == 200
+    messages = Message.objects.count()
+
+    response = interact(server_client)
+
+    assert response.status_code == 429
+    assert response.json()["code"] == "RATE_LIMITED"
+    assert 1 <= int(response["Retry-After"]) <= 60
+    assert response["X-RateLimit-Remaining"] == "0"
+    assert Message.objects.count() == messages
+    assert interact(server_client, "another-user").status_code == 200
+
+
+def test_the_stream_endpoint_shares_the_interact_limit(server_client, limit_of_three):
+    for _ in range(3):
+        interact(server_client)
+    response = server_client.post("/api/v1/conversations/jane/interact/stream", LAUNCH, format="json")
+
+    assert response.status_code == 429
+    assert response["Retry-After"]
+
+
+def test_other_endpoints_are_limited_per_key(server_client, settings):
+    settings.CONDUET_API_RATE_PER_MINUTE = 2
+    assert server_client.get("/api/v1/conversations/jane/state").status_code == 404
+    assert server_client.patch("/api/v1/conversations/jane/variables", {"a": 1}, format="json").status_code == 200
+
+    response = server_client.get("/api/v1/conversations/jane/state")
+
+    assert response.status_code == 429
+    assert response.json()["code"] == "RATE_LIMITED"
+    assert response["Retry-After"]
+    assert interact(server_client).status_code == 200  # interact is limited per user, not per key
