@@ -1,0 +1,13 @@
+"""The engine: one turn in, traces out. Pure of HTTP and of the ORM (DESIGN.md "Runtime").
+
+    spec = AgentSpec.from_document(document, project_id=..., version_id=...)   # once per version, cached
+    turn = run_turn(spec, state, Action("text", "hi"), ports=Ports(...), context={...})
+    for trace in turn: ...                                                      # lazily, one by one
+    turn.state, turn.ended, turn.handoff                                        # once exhausted
+"""
+from agents.runtime.engine import MAX_STEPS, Ports, Turn, run_turn
+from agents.runtime.spec import AgentSpec, validate_document
+from agents.runtime.types import Action, DocumentError, TraceType
+
+__all__ = ["MAX_STEPS", "Action", "AgentSpec", "DocumentError", "Ports", "TraceType", "Turn", "run_turn",
+           "validate_document"]
