@@ -1,4 +1,5 @@
 """Writes on workspaces, projects, versions and keys."""
+import copy
 import hashlib
 import json
 
@@ -31,7 +32,7 @@ def workspace_create(*, name: str, slug: str | None = None, owner: AbstractBaseU
 def project_create(*, workspace: Workspace, name: str, document: dict | None = None, framework: str | None = None,
                    description: str | None = None, language: str = "en", slug: str | None = None) -> Project:
     """Creates a project from a (validated) document: its parts default to a blank project's."""
-    source = document or {}
+    source = copy.deepcopy(document or {})  # the row must not share nested objects with the caller's dict
     parts = {part: source.get(part, default) for part, default in default_document().items()}
     framework = framework or source.get("framework") or Project.Framework.CONVERSATION_FLOW
     validate_document({**parts, "framework": framework})

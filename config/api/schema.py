@@ -19,12 +19,13 @@ _DESCRIPTIONS = {
     413: "PAYLOAD_TOO_LARGE: body over 1 MiB",
     415: "UNSUPPORTED_MEDIA_TYPE: send application/json",
     429: "RATE_LIMITED: see Retry-After and X-RateLimit-*",
+    500: "INTERNAL: a server fault (never a traceback)",
 }
 
 
 def error_responses(*statuses: int) -> dict:
-    return {status: OpenApiResponse(ERROR, description=_DESCRIPTIONS[status]) for status in (*statuses, 500)
-            } | {500: OpenApiResponse(ERROR, description="INTERNAL: a server fault (never a traceback)")}
+    """The documented error responses of an operation: the given statuses, and always 500."""
+    return {status: OpenApiResponse(ERROR, description=_DESCRIPTIONS[status]) for status in (*statuses, 500)}
 
 
 TRACE_LIST = inline_serializer("Trace", {
