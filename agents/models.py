@@ -67,7 +67,7 @@ class Project(models.Model):
     workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="projects")
     name = models.CharField(max_length=200)
     slug = models.SlugField(max_length=100)
-    description = models.TextField(null=True, blank=True)
+    description = models.TextField(null=True, blank=True)  # noqa: DJ001 (the API distinguishes null from "")
     framework = models.CharField(max_length=32, choices=Framework.choices, default=Framework.CONVERSATION_FLOW)
     language = models.CharField(max_length=16, default="en")
     document = models.JSONField(default=default_document)

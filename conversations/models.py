@@ -28,7 +28,7 @@ class Conversation(models.Model):
     state = models.JSONField(default=dict, blank=True)
     turn = models.PositiveIntegerField(default=0)
     message_seq = models.PositiveIntegerField(default=0, help_text="sequence number of the last message")
-    lease_token = models.CharField(max_length=32, null=True, blank=True, editable=False)
+    lease_token = models.CharField(max_length=32, null=True, blank=True, editable=False)  # noqa: DJ001 (NULL = no lease)
     lease_expires_at = models.DateTimeField(null=True, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)

@@ -32,7 +32,8 @@ class ActionField(serializers.Field):
             self.fail("invalid")
         kind, payload = data["type"], data.get("payload")
         if kind not in ACTION_TYPES:
-            raise serializers.ValidationError(f"Unknown action type {kind!r}; expected one of {', '.join(ACTION_TYPES)}.")
+            raise serializers.ValidationError(
+                f"Unknown action type {kind!r}; expected one of {', '.join(ACTION_TYPES)}.")
         if kind == "launch":
             if payload is not None:
                 raise serializers.ValidationError("A launch action's payload must be null.")
