@@ -2,7 +2,10 @@
 import copy
 import hashlib
 import json
+import secrets
+from dataclasses import dataclass
 
+from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django.utils import timezone
@@ -93,3 +96,66 @@ def key_revoke(*, key: ProjectApiKey | DeveloperToken) -> None:
     if key.revoked_at is None:
         key.revoked_at = timezone.now()
         key.save(update_fields=["revoked_at"])
+
+
+def user_create(*, username: str, email: str = "", password: str | None = None, superuser: bool = False
+                ) -> tuple[AbstractBaseUser, str]:
+    """A Django user; returns it with its password (generated when not given), which is shown once."""
+    password = password or secrets.token_urlsafe(12)
+    User = get_user_model()
+    make = User.objects.create_superuser if superuser else User.objects.create_user
+    return make(username=username, email=email, password=password), password
+
+
+def membership_add(*, workspace: Workspace, user: AbstractBaseUser, role: str = Membership.Role.MEMBER
+                   ) -> Membership:
+    membership, _created = Membership.objects.update_or_create(workspace=workspace, user=user,
+                                                                defaults={"role": role})
+    return membership
+
+
+@dataclass(frozen=True)
+class DemoSetup:
+    project: Project
+    version: ProjectVersion
+    key: str
+    username: str
+    password: str
+
+
+DEMO_WORKSPACE = ("Acme Inc.", "acme")
+DEMO_USERNAME = "demo"
+
+
+def demo_setup() -> DemoSetup:
+    """What `rundemo` needs, idempotently: the Acme workspace, a `demo` superuser (a new password each time), the
+    demo project kept equal to `agents.demo.DEMO_PROJECT`, a production version of it, and a fresh server key."""
+    from agents.demo import DEMO_PROJECT
+
+    with transaction.atomic():
+        workspace = Workspace.objects.filter(slug=DEMO_WORKSPACE[1]).first()
+        if workspace is None:
+            workspace = workspace_create(name=DEMO_WORKSPACE[0], slug=DEMO_WORKSPACE[1])
+        User = get_user_model()
+        user = User.objects.filter(username=DEMO_USERNAME).first()
+        password = secrets.token_urlsafe(12)
+        if user is None:
+            user, password = user_create(username=DEMO_USERNAME, password=password, superuser=True)
+        else:
+            user.set_password(password)
+            user.save(update_fields=["password"])
+        membership_add(workspace=workspace, user=user, role=Membership.Role.OWNER)
+
+        project = Project.objects.filter(workspace=workspace, slug=DEMO_PROJECT["slug"]).first()
+        wanted = {part: copy.deepcopy(DEMO_PROJECT.get(part, default)) for part, default in default_document().items()}
+        if project is None:
+            project = project_create(workspace=workspace, name=DEMO_PROJECT["name"], document=DEMO_PROJECT)
+        elif project.document != wanted:
+            validate_document({**wanted, "framework": project.framework})
+            project.document = wanted
+            project.save()
+        version = project.production_version
+        if version is None or version.digest != snapshot_digest(project_snapshot(project)):
+            version = version_publish(project=project, name=f"demo {timezone.now():%Y-%m-%d %H:%M}", user=user)
+        _row, key = project_api_key_create(project=project, name=f"rundemo {timezone.now().isoformat()}")
+    return DemoSetup(project=project, version=version, key=key, username=user.get_username(), password=password)

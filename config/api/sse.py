@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 from django.http import StreamingHttpResponse
 
 PING = ": ping\n\n"
-DONE = "data: [DONE]\n\n"
+DONE = "[DONE]"  # the data of the last event of a stream
 
 
 def sse_event(data, *, id: str | None = None, event: str | None = None) -> str:

@@ -75,7 +75,7 @@ def _run_turn_in_thread(turn_request, loop: asyncio.AbstractEventLoop, queue: as
                 turn.fail()
             except Exception:
                 log.exception("Could not store the failed turn %s", turn.id)
-        put(DONE)
+        put(sse_event(DONE, id=f"{turn.id}:{seq + 1}"))
     finally:
         put(_END)
         connections.close_all()  # this thread's connections go back to the pool

@@ -29,9 +29,9 @@ def test_stream_sends_each_trace_as_an_event_then_done(daphne_url, project_key):
     traces = [json.loads(event.data) for event in received[:-1]]
     assert [t["type"] for t in traces] == ["text", "text", "choice"]
     assert traces[0]["payload"]["message"] == "Hi there! Welcome to Acme Support."
-    turn_ids = {event.id.rsplit(":", 1)[0] for event in received[:-1]}
+    turn_ids = {event.id.rsplit(":", 1)[0] for event in received}
     assert len(turn_ids) == 1
-    assert [event.id.rsplit(":", 1)[1] for event in received[:-1]] == ["1", "2", "3"]
+    assert [event.id.rsplit(":", 1)[1] for event in received] == ["1", "2", "3", "4"]
     reply = Message.objects.get(role="assistant")
     assert reply.turn_id == turn_ids.pop()
     assert reply.traces == traces
