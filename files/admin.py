@@ -1,0 +1,1 @@
+"""Uploaded files and data frames arrive with the v2 API; nothing to administer yet."""

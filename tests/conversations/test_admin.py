@@ -1,0 +1,59 @@
+"""Operators read conversations in the admin: the transcript as chat bubbles, nothing editable."""
+import pytest
+
+from agents.runtime import Action
+from conversations.models import Conversation, Message
+from conversations.services import TurnRequest, turn_begin, turn_run
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def conversation(demo_project):
+    for action in (Action("launch", None), Action("button", {"label": "Account help", "value": "account"}),
+                   Action("text", "not-an-email")):
+        turn_run(request=TurnRequest(project=demo_project, user_id="jane", action=action))
+    return Conversation.objects.get()
+
+
+def test_conversation_page_shows_the_transcript(admin_client, conversation):
+    response = admin_client.get(f"/admin/conversations/conversation/{conversation.pk}/change/")
+
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert "Hi there! Welcome to Acme Support." in html
+    assert '<span class="cdt-pill">Opening hours</span>' in html
+    assert 'class="cdt-bubble cdt-user' in html and "Account help" in html
+    assert "not-an-email" in html
+    assert html.index("Hi there!") < html.index("not-an-email") < html.index("valid email address")
+    assert html.count('class="cdt-bubble') == 6
+
+
+def test_an_interrupted_reply_is_marked(admin_client, demo_project):
+    turn = turn_begin(request=TurnRequest(project=demo_project, user_id="jane", action=Action("launch", None)))
+    next(iter(turn.run()))
+    turn.fail(Message.Status.INTERRUPTED)
+
+    html = admin_client.get(f"/admin/conversations/conversation/{Conversation.objects.get().pk}/change/"
+                            ).content.decode()
+    assert "cdt-failed" in html and "<strong>interrupted</strong>" in html
+
+
+def test_conversations_and_messages_cannot_be_edited(admin_client, conversation):
+    message = conversation.messages.first()
+
+    assert admin_client.get("/admin/conversations/conversation/add/").status_code == 403
+    assert admin_client.get("/admin/conversations/message/add/").status_code == 403
+    response = admin_client.post(f"/admin/conversations/message/{message.pk}/change/", {"content": "forged"})
+    assert response.status_code == 403
+    admin_client.post(f"/admin/conversations/conversation/{conversation.pk}/change/", {"status": "ended"})
+    assert Conversation.objects.get().status == "active"
+    message.refresh_from_db()
+    assert message.content == ""
+
+
+def test_changelists_render(admin_client, conversation):
+    for path in ("/admin/conversations/conversation/", "/admin/conversations/message/",
+                 f"/admin/conversations/message/{conversation.messages.first().pk}/change/",
+                 "/admin/conversations/conversation/?q=jane&status__exact=active"):
+        assert admin_client.get(path).status_code == 200, path
