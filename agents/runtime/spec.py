@@ -171,7 +171,8 @@ class _Builder:
             if not isinstance(item, dict) or not isinstance(item.get("name"), str) or not _NAME.match(item["name"]):
                 self.error(where, "A variable is an object with a name of letters, digits and _.")
                 continue
-            defaults[item["name"]] = item.get("default")
+            if "default" in item:  # a variable with no default stays undefined until set
+                defaults[item["name"]] = item["default"]
         return defaults
 
     def workflows(self, items: list) -> dict[str, Workflow]:
