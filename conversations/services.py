@@ -66,15 +66,19 @@ def _lease_acquire(*, project: Project, user_id: str, platform: str, reserve_mes
         )
         if taken:
             return _open(project, user_id).get(), token
-        if not _open(project, user_id).exists():
-            if not create:
-                return None, token
+        if create:
+            # No free open conversation: open one already leased to us. If an open one exists (leased by a
+            # running turn) the unique constraint refuses the insert, and we wait for that turn instead.
             try:
                 with transaction.atomic():
-                    Conversation.objects.create(project=project, user_id=user_id, platform=platform)
+                    conversation = Conversation.objects.create(
+                        project=project, user_id=user_id, platform=platform, lease_token=token,
+                        lease_expires_at=now + ttl, message_seq=reserve_messages)
+                return conversation, token
             except IntegrityError:
-                pass  # another request opened it first: take its lease on the next pass
-            continue
+                pass
+        elif not _open(project, user_id).exists():
+            return None, token
         if time.monotonic() >= deadline:
             raise Conflict("Another turn for this user is still running; retry when it has finished.")
         time.sleep(delay)
