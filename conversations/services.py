@@ -162,16 +162,21 @@ class ActiveTurn:
         return self._store(status, content=content, changes={})
 
     def _store(self, status: str, *, content: str, changes: dict) -> Message:
+        """The reply first, then the state with the lease's release: two autocommit statements, no transaction.
+        The reply's sequence number was reserved with the lease, so it cannot collide; if the lease was lost (the
+        turn outlived its timeout and a newer turn took over) the reply is kept, marked interrupted, and its state
+        is not saved."""
         self._done = True
-        with transaction.atomic():
-            if not _lease_release(self.conversation, self.token, **changes):
-                raise Conflict("This turn ran past its time limit and lost the conversation to a newer turn.")
-            return Message.objects.create(
-                conversation=self.conversation, seq=self.user_seq + 1, turn_id=self.id,
-                role=Message.Role.ASSISTANT, status=status, content=content, traces=self.traces,
-                version_id=self.version_id, duration_ms=int((time.perf_counter() - self.started) * 1000),
-                first_trace_ms=self.first_trace_ms,
-            )
+        message = Message.objects.create(
+            conversation=self.conversation, seq=self.user_seq + 1, turn_id=self.id,
+            role=Message.Role.ASSISTANT, status=status, content=content, traces=self.traces,
+            version_id=self.version_id, duration_ms=int((time.perf_counter() - self.started) * 1000),
+            first_trace_ms=self.first_trace_ms,
+        )
+        if not _lease_release(self.conversation, self.token, **changes):
+            Message.objects.filter(pk=message.pk).update(status=Message.Status.INTERRUPTED)
+            raise Conflict("This turn ran past its time limit and lost the conversation to a newer turn.")
+        return message
 
 
 def _user_content(action: Action) -> str:

@@ -40,8 +40,11 @@ def test_an_expired_lease_is_taken_over(demo_project, settings):
 
     assert Message.objects.filter(turn_id=turn.id).count() == 2
     list(stale.run())
+    state = Conversation.objects.get().state
     with pytest.raises(Conflict):
         stale.finish()  # the old turn lost its lease: it may not overwrite the newer state
+    assert Conversation.objects.get().state == state
+    assert Message.objects.get(turn_id=stale.id, role="assistant").status == "interrupted"
 
 
 def test_a_failed_turn_keeps_what_was_produced_and_frees_the_conversation(demo_project):
