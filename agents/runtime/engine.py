@@ -15,7 +15,6 @@ from agents.runtime.types import Action, TraceType, trace
 
 MAX_STEPS = 100
 HISTORY_LIMIT = 50
-BUILT_INS = ("last_utterance", "last_media", "user_id", "platform", "timestamp", "turn")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _PHONE = re.compile(r"^\+?\d{7,15}$")
 
