@@ -1,29 +1,25 @@
-"""Turns and session state. A turn holds the conversation's lease (an atomic conditional UPDATE of a token and its
-expiry), not a transaction: the user message is stored when the turn starts, the agent message and the new state
-when it ends, so a stream that lasts minutes pins no connection."""
+"""Turns and session state. A turn holds the conversation's lease (`conversations/lease.py`), not a transaction:
+the user message is stored when the turn starts, the agent message and the new state when it ends, so a stream
+that lasts minutes pins no connection."""
 import logging
 import secrets
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import timedelta
 
-from django.conf import settings
-from django.db import IntegrityError, transaction
-from django.db.models import F, Q
+from django.db.models import F
 from django.utils import timezone
 
 from agents.models import Project
 from agents.runtime import Action, AgentSpec, run_turn
 from agents.selectors import agent_spec_get
 from config.api.errors import Conflict
+from conversations.lease import lease_acquire, lease_release
 from conversations.models import Conversation, Message
 
 log = logging.getLogger("conduet.turns")
 
-LEASE_MARGIN = timedelta(seconds=30)
-DEFAULT_TURN_TIMEOUT = 120
 ENGINE_STATE_KEYS = ("variables", "stack", "waiting", "history")
 
 
@@ -36,61 +32,6 @@ class TurnRequest:
     debug: bool = False
     exclude_types: frozenset[str] = frozenset()
     platform: str = "api"
-
-
-def _turn_timeout(project: Project) -> int:
-    value = (project.document.get("settings") or {}).get("turnTimeoutSeconds")
-    return value if isinstance(value, int) and value > 0 else DEFAULT_TURN_TIMEOUT
-
-
-def _open(project: Project, user_id: str):
-    return Conversation.objects.filter(project=project, user_id=user_id, closed_at__isnull=True)
-
-
-def _lease_acquire(*, project: Project, user_id: str, platform: str, reserve_messages: int = 0,
-                   create: bool = True) -> tuple[Conversation | None, str]:
-    """Takes the lease of the user's open conversation (creating it if `create`), waiting up to
-    CONDUET_TURN_WAIT_SECONDS for a running turn to end, then 409. `reserve_messages` sequence numbers are taken
-    in the same UPDATE, so a crashed turn can never make the next one reuse its numbers."""
-    token = secrets.token_hex(16)
-    ttl = timedelta(seconds=_turn_timeout(project)) + LEASE_MARGIN
-    deadline = time.monotonic() + settings.CONDUET_TURN_WAIT_SECONDS
-    delay = 0.005
-    while True:
-        now = timezone.now()
-        taken = (
-            _open(project, user_id)
-            .filter(Q(lease_token__isnull=True) | Q(lease_expires_at__lt=now))
-            .update(lease_token=token, lease_expires_at=now + ttl,
-                    message_seq=F("message_seq") + reserve_messages)
-        )
-        if taken:
-            return _open(project, user_id).get(), token
-        if create:
-            # No free open conversation: open one already leased to us. If an open one exists (leased by a
-            # running turn) the unique constraint refuses the insert, and we wait for that turn instead.
-            try:
-                with transaction.atomic():
-                    conversation = Conversation.objects.create(
-                        project=project, user_id=user_id, platform=platform, lease_token=token,
-                        lease_expires_at=now + ttl, message_seq=reserve_messages)
-                return conversation, token
-            except IntegrityError:
-                pass
-        elif not _open(project, user_id).exists():
-            return None, token
-        if time.monotonic() >= deadline:
-            raise Conflict("Another turn for this user is still running; retry when it has finished.")
-        time.sleep(delay)
-        delay = min(delay * 2, 0.05)
-
-
-def _lease_release(conversation: Conversation, token: str, **changes) -> bool:
-    changes.setdefault("updated_at", timezone.now())
-    released = Conversation.objects.filter(pk=conversation.pk, lease_token=token).update(
-        lease_token=None, lease_expires_at=None, **changes
-    )
-    return bool(released)
 
 
 def _engine_state(conversation: Conversation) -> dict:
@@ -173,7 +114,7 @@ class ActiveTurn:
             version_id=self.version_id, duration_ms=int((time.perf_counter() - self.started) * 1000),
             first_trace_ms=self.first_trace_ms,
         )
-        if not _lease_release(self.conversation, self.token, **changes):
+        if not lease_release(self.conversation, self.token, **changes):
             Message.objects.filter(pk=message.pk).update(status=Message.Status.INTERRUPTED)
             raise Conflict("This turn ran past its time limit and lost the conversation to a newer turn.")
         return message
@@ -193,7 +134,7 @@ def _user_content(action: Action) -> str:
 def turn_begin(*, request: TurnRequest) -> ActiveTurn:
     """Resolves the version (404), takes the lease (409 after the wait) and stores the user's message."""
     spec, version_id = agent_spec_get(project=request.project, version=request.version)
-    conversation, token = _lease_acquire(
+    conversation, token = lease_acquire(
         project=request.project, user_id=request.user_id, platform=request.platform, reserve_messages=2
     )
     user_seq = conversation.message_seq - 1
@@ -206,7 +147,7 @@ def turn_begin(*, request: TurnRequest) -> ActiveTurn:
             content=_user_content(request.action), version_id=version_id,
         )
     except Exception:
-        _lease_release(conversation, token)
+        lease_release(conversation, token)
         raise
     return turn
 
@@ -242,13 +183,13 @@ def state_view(conversation: Conversation) -> dict:
 
 @contextmanager
 def _leased(project: Project, user_id: str, *, platform: str = "api", create: bool = True):
-    conversation, token = _lease_acquire(project=project, user_id=user_id, platform=platform, create=create)
+    conversation, token = lease_acquire(project=project, user_id=user_id, platform=platform, create=create)
     changes: dict = {}
     try:
         yield conversation, changes
     finally:
         if conversation is not None:
-            _lease_release(conversation, token, **changes)
+            lease_release(conversation, token, **changes)
 
 
 def conversation_state_replace(*, project: Project, user_id: str, state: dict) -> dict:
