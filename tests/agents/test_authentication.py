@@ -5,7 +5,8 @@ from django.utils import timezone
 from agents.ids import key_digest
 from agents.models import DeveloperToken, ProjectApiKey
 from agents.services import key_revoke, project_api_key_create, version_publish
-from conversations.models import Conversation, Message
+from conversations.models import Conversation
+from tests.asserts import assert_error, assert_nothing_written
 
 pytestmark = pytest.mark.django_db
 
@@ -13,15 +14,6 @@ INTERACT = "/api/v1/conversations/jane/interact"
 LAUNCH = {"action": {"type": "launch", "payload": None}}
 
 
-def assert_error(response, status: int, code: str):
-    assert response.status_code == status, response.content
-    assert response.json()["code"] == code
-    assert response.json()["error"]
-
-
-def assert_nothing_written():
-    assert Conversation.objects.count() == 0
-    assert Message.objects.count() == 0
 
 
 def test_keys_are_stored_as_prefix_and_digest_only(demo_project):

@@ -3,6 +3,7 @@ import pytest
 
 from agents.services import version_publish
 from conversations.models import Conversation, Message
+from tests.asserts import assert_bad_request, assert_error, assert_nothing_written
 
 pytestmark = pytest.mark.django_db
 
@@ -17,17 +18,6 @@ def types(traces: list[dict]) -> list[str]:
     return [trace["type"] for trace in traces]
 
 
-def assert_error(response, status: int, code: str) -> dict:
-    assert response.status_code == status, response.content
-    body = response.json()
-    assert body["code"] == code
-    assert isinstance(body["error"], str) and body["error"]
-    return body
-
-
-def assert_nothing_written():
-    assert Conversation.objects.count() == 0
-    assert Message.objects.count() == 0
 
 
 # --- POST /interact
@@ -169,11 +159,7 @@ BAD_BODIES = [
 
 @pytest.mark.parametrize(("body", "field"), BAD_BODIES)
 def test_bad_interact_body_is_400_with_details(server_client, body, field):
-    response = server_client.post(url("jane", "interact"), body, format="json")
-
-    error = assert_error(response, 400, "BAD_REQUEST")
-    assert field in error["details"]
-    assert_nothing_written()
+    assert_bad_request(server_client.post(url("jane", "interact"), body, format="json"), field)
 
 
 def test_text_of_exactly_4000_chars_is_accepted(server_client):
@@ -184,11 +170,7 @@ def test_text_of_exactly_4000_chars_is_accepted(server_client):
 
 @pytest.mark.parametrize("user_id", ["x" * 129, "jane%20doe", "jane!", "%C3%A9"])
 def test_bad_user_id_is_400(server_client, user_id):
-    response = server_client.post(url(user_id, "interact"), LAUNCH, format="json")
-
-    error = assert_error(response, 400, "BAD_REQUEST")
-    assert "userId" in error["details"]
-    assert_nothing_written()
+    assert_bad_request(server_client.post(url(user_id, "interact"), LAUNCH, format="json"), "userId")
 
 
 @pytest.mark.parametrize("user_id", ["a", "x" * 128, "user.name@example.com", "anon_1:2-3"])
@@ -285,11 +267,7 @@ BAD_STATES = [
 
 @pytest.mark.parametrize(("body", "field"), BAD_STATES)
 def test_invalid_put_state_is_400_and_writes_nothing(server_client, body, field):
-    response = server_client.put(url("jane", "state"), body, format="json")
-
-    error = assert_error(response, 400, "BAD_REQUEST")
-    assert field in error["details"]
-    assert_nothing_written()
+    assert_bad_request(server_client.put(url("jane", "state"), body, format="json"), field)
 
 
 def test_invalid_put_state_leaves_an_existing_session_untouched(server_client):
