@@ -2,6 +2,7 @@
 import re
 
 from django.core.validators import URLValidator
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from agents.runtime import Action, TraceType
@@ -22,6 +23,16 @@ def validate_user_id(user_id: str) -> str:
     return user_id
 
 
+@extend_schema_field({
+    "type": "object",
+    "required": ["type"],
+    "properties": {
+        "type": {"type": "string", "enum": list(ACTION_TYPES)},
+        "payload": {"nullable": True, "description": "launch: null; text: a string of 1–4,000 characters; "
+                                                    'button: {"label": string, "value": any JSON}; '
+                                                    'media: {"url": http(s) URL, "mimeType": string}'},
+    },
+})
 class ActionField(serializers.Field):
     """`{"type", "payload"}` checked per type; becomes an engine `Action`."""
 

@@ -34,7 +34,9 @@ def test_schema_documents_every_v1_operation_with_its_errors(client):
     assert {"404", "409", "429"} <= set(interact["responses"])
     stream = schema["paths"]["/api/v1/conversations/{user_id}/interact/stream"]["post"]
     assert "text/event-stream" in stream["responses"]["200"]["content"]
-    assert schema["components"]["securitySchemes"]
+    assert schema["components"]["securitySchemes"]["BearerKey"]["scheme"] == "bearer"
+    action = schema["components"]["schemas"]["InteractInputRequest"]["properties"]["action"]
+    assert action["properties"]["type"]["enum"] == ["launch", "text", "button", "media"]
 
 
 def test_docs_page_is_served_without_a_cdn(client):
