@@ -5,7 +5,8 @@
     for trace in turn: ...                                                      # lazily, one by one
     turn.state, turn.ended, turn.handoff                                        # once exhausted
 """
-from agents.runtime.engine import MAX_STEPS, Ports, Turn, run_turn
+from agents.runtime.engine import MAX_STEPS, Turn, run_turn
+from agents.runtime.ports import Ports
 from agents.runtime.spec import AgentSpec, validate_document
 from agents.runtime.types import Action, DocumentError, TraceType
 

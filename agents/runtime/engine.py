@@ -4,37 +4,17 @@ The engine walks the workflow graph step by step. It is pure: it reads the froze
 state and the action, and reaches the outside world only through `Ports` (an LLM, the knowledge base, tools, data
 frames), which the turn service fills. With no ports it runs workflows, intent matching and the fallback message."""
 import copy
-import re
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 from typing import Any
 
+from agents.runtime.ports import Ports
 from agents.runtime.spec import DEFAULT_MAX_ATTEMPTS, DEFAULT_RETRY, AgentSpec, Step
 from agents.runtime.templates import RenderError
 from agents.runtime.types import Action, TraceType, trace
+from agents.runtime.values import capture_value, dig, json_value
 
 MAX_STEPS = 100
 HISTORY_LIMIT = 50
-_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
-_PHONE = re.compile(r"^\+?\d{7,15}$")
-
-
-@dataclass(frozen=True)
-class Ports:
-    """How the engine reaches the world; each is optional.
-
-    - `llm(messages: list[dict], *, tools: list[dict] | None = None) -> Iterator[str]`: an OpenAI-style chat
-      (`[{"role", "content"}]`), yielding the reply's text chunks as they arrive.
-    - `knowledge(question: str) -> list[dict]`: hits `{"text", "documentId", "documentName", "chunkId", "score"}`,
-      best first.
-    - `tools(name: str, args: dict) -> dict`: calls the project's tool; raises on failure.
-    - `data(sql: str, *, name: str) -> dict`: a new data frame `{"name", "numRows", "columns"}`; raises on failure.
-    """
-
-    llm: Callable[..., Iterator[str]] | None = None
-    knowledge: Callable[[str], list[dict]] | None = None
-    tools: Callable[[str, dict], dict] | None = None
-    data: Callable[..., dict] | None = None
 
 
 class _Stop(Exception):
@@ -200,7 +180,7 @@ class Turn:
     def _step_set(self, workflow_id: str, step: Step):
         for name, expression in step.expressions.items():
             value = yield from self._evaluate(expression)
-            self.state["variables"][name] = _json_value(value)
+            self.state["variables"][name] = json_value(value)
         return self._follow(workflow_id, step, "next")
 
     def _step_jump(self, workflow_id: str, step: Step):
@@ -244,7 +224,7 @@ class Turn:
             yield from self._debug("warn", f"Tool {tool!r} failed: {exc}")
             return self._follow(workflow_id, step, "error")
         for variable, path in (step.data.get("save") or {}).items():
-            self.state["variables"][variable] = _json_value(_dig(result, str(path)))
+            self.state["variables"][variable] = json_value(dig(result, str(path)))
         return self._follow(workflow_id, step, "next")
 
     def _step_ai(self, workflow_id: str, step: Step):
@@ -279,7 +259,7 @@ class Turn:
         if step.type == "buttons":
             if "text" in step.templates:
                 yield from self._say(self._render(step.templates["text"]))
-            buttons = [{"label": self._render(b.label), "value": _json_value(b.value)} for b in step.buttons]
+            buttons = [{"label": self._render(b.label), "value": json_value(b.value)} for b in step.buttons]
             yield trace(TraceType.CHOICE, buttons=buttons)
         else:
             yield from self._say(self._render(step.templates.get("prompt")))
@@ -299,7 +279,7 @@ class Turn:
             yield from self._debug("info", f"Button port {port}")
             yield from self._walk(*self._follow(workflow_id, step, port))
             return
-        ok, value = _validate(step, self.action, self.user_text)
+        ok, value = capture_value(step, self.action, self.user_text)
         if ok:
             self.state["variables"][step.data["variable"]] = value
             yield from self._walk(*self._follow(workflow_id, step, "next"))
@@ -318,13 +298,13 @@ class Turn:
         if self.action.type == "button":
             value = self.action.payload.get("value")
             for i, button in enumerate(step.buttons):
-                if _json_value(button.value) == value:
+                if json_value(button.value) == value:
                     return f"button:{i}"
         text = (self.user_text or "").strip().casefold()
         if not text:
             return None
         for i, button in enumerate(step.buttons):
-            if text in (self._render(button.label).casefold(), str(_json_value(button.value)).casefold()):
+            if text in (self._render(button.label).casefold(), str(json_value(button.value)).casefold()):
                 return f"button:{i}"
         match = step.button_index.best(text) if step.button_index else None
         return f"button:{match.key}" if match else None
@@ -411,48 +391,3 @@ def _utterance(action: Action) -> str | None:
     if action.type == "button":
         return str(action.payload.get("label", ""))
     return None
-
-
-def _validate(step: Step, action: Action, text: str | None) -> tuple[bool, Any]:
-    kind = step.data.get("validate")
-    if action.type == "media":
-        return (kind is None), dict(action.payload)
-    value = (text or "").strip()
-    if not value:
-        return False, None
-    if kind == "email":
-        return (True, value.lower()) if _EMAIL.match(value) else (False, None)
-    if kind == "number":
-        try:
-            number = float(value.replace(",", ""))
-        except ValueError:
-            return False, None
-        return True, int(number) if number.is_integer() and "." not in value else number
-    if kind == "phone":
-        digits = re.sub(r"[\s().-]", "", value)
-        return (True, digits) if _PHONE.match(digits) else (False, None)
-    if kind == "regex":
-        return (True, value) if step.pattern.fullmatch(value) else (False, None)
-    return True, value
-
-
-def _dig(data: Any, path: str) -> Any:
-    for part in path.split("."):
-        if isinstance(data, dict):
-            data = data.get(part)
-        elif isinstance(data, list) and part.isdigit() and int(part) < len(data):
-            data = data[int(part)]
-        else:
-            return None
-    return data
-
-
-def _json_value(value: Any) -> Any:
-    """Engine values made JSON: mappings and tuples from the frozen spec back to dict and list."""
-    if isinstance(value, str | int | float | bool) or value is None:
-        return value
-    if hasattr(value, "items"):
-        return {str(k): _json_value(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_json_value(v) for v in value]
-    return str(value)
