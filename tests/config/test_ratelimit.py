@@ -3,7 +3,10 @@ import time
 
 import pytest
 
+from agents.models import ProjectApiKey
+from agents.services import project_api_key_create
 from conversations.models import Message
+from tests.asserts import roomy_user_id, window_seconds_left
 
 pytestmark = pytest.mark.django_db
 
@@ -16,8 +19,10 @@ def interact(client, user_id="jane"):
 
 @pytest.fixture
 def limit_of_three(demo_project):
+    """A limit of 3 per minute; returns a user id whose window will not roll over during the test."""
     demo_project.document["settings"]["rateLimit"] = {"perMinute": 3}
     demo_project.save()
+    return roomy_user_id(demo_project)
 
 
 def test_every_api_response_carries_the_headers(server_client):
@@ -30,17 +35,17 @@ def test_every_api_response_carries_the_headers(server_client):
 
 
 def test_interact_counts_down_per_user(server_client, limit_of_three):
-    remaining = [interact(server_client)["X-RateLimit-Remaining"] for _ in range(3)]
+    remaining = [interact(server_client, limit_of_three)["X-RateLimit-Remaining"] for _ in range(3)]
     assert remaining == ["2", "1", "0"]
-    assert interact(server_client)["X-RateLimit-Limit"] == "3"
+    assert interact(server_client, limit_of_three)["X-RateLimit-Limit"] == "3"
 
 
 def test_past_the_limit_is_429_with_retry_after_and_no_write(server_client, limit_of_three):
     for _ in range(3):
-        assert interact(server_client).status_code == 200
+        assert interact(server_client, limit_of_three).status_code == 200
     messages = Message.objects.count()
 
-    response = interact(server_client)
+    response = interact(server_client, limit_of_three)
 
     assert response.status_code == 429
     assert response.json()["code"] == "RATE_LIMITED"
@@ -52,14 +57,25 @@ def test_past_the_limit_is_429_with_retry_after_and_no_write(server_client, limi
 
 def test_the_stream_endpoint_shares_the_interact_limit(server_client, limit_of_three):
     for _ in range(3):
-        interact(server_client)
-    response = server_client.post("/api/v1/conversations/jane/interact/stream", LAUNCH, format="json")
+        interact(server_client, limit_of_three)
+    response = server_client.post(f"/api/v1/conversations/{limit_of_three}/interact/stream", LAUNCH, format="json")
 
     assert response.status_code == 429
     assert response["Retry-After"]
 
 
-def test_other_endpoints_are_limited_per_key(server_client, settings):
+@pytest.fixture
+def roomy_key_client(demo_project, client_for):
+    """A client whose key's window will not roll over during the test."""
+    while True:
+        row, key = project_api_key_create(project=demo_project)
+        if window_seconds_left(row.id) > 15:
+            return client_for(key)
+        ProjectApiKey.objects.filter(pk=row.pk).delete()
+
+
+def test_other_endpoints_are_limited_per_key(roomy_key_client, settings):
+    server_client = roomy_key_client
     settings.CONDUET_API_RATE_PER_MINUTE = 2
     assert server_client.get("/api/v1/conversations/jane/state").status_code == 404
     assert server_client.patch("/api/v1/conversations/jane/variables", {"a": 1}, format="json").status_code == 200

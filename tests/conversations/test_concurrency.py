@@ -6,6 +6,7 @@ import pytest
 from django.db import connections
 
 from conversations.models import Conversation, Message
+from tests.asserts import roomy_user_id
 from tests.live import daphne_server, database_url
 
 pytestmark = [pytest.mark.server, pytest.mark.django_db(transaction=True)]
@@ -70,9 +71,10 @@ def test_the_rate_limit_holds_across_processes(impatient_server, daphne_url, pro
     demo_project.save()
     headers = {"Authorization": f"Bearer {project_key}"}
     body = {"action": {"type": "launch", "payload": None}}
+    user_id = roomy_user_id(demo_project)
 
     statuses = [
-        httpx.post(f"{url}/api/v1/conversations/jane/interact", json=body, headers=headers).status_code
+        httpx.post(f"{url}/api/v1/conversations/{user_id}/interact", json=body, headers=headers).status_code
         for url in [daphne_url, impatient_server] * 4
     ]
 

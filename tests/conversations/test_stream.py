@@ -110,5 +110,5 @@ def test_idle_streams_get_pings_between_events():
     items = asyncio.run(scenario())
 
     assert items[0] == "first" and items[-1] == "second"
-    assert 2 <= items.count(PING) <= 4
+    assert items.count(PING) >= 2  # one per idle 0.1 s; a loaded machine may add more, never fewer
     assert set(items[1:-1]) == {PING}
