@@ -46,7 +46,7 @@ def credential_from_header(header: str | None) -> Credential | None:
     if scheme.lower() != "bearer" or not key.strip():
         raise AuthenticationFailed("Authorization header must be 'Bearer <key>'.")
     key = key.strip()
-    match = _KEY_RE.match(key)
+    match = _KEY_RE.fullmatch(key)
     if not match:
         raise AuthenticationFailed("Malformed API key: expected cdt_… or cdt_acc_… followed by 40 characters.")
     is_developer, secret = bool(match.group(1)), match.group(2)

@@ -7,8 +7,8 @@
 """
 from agents.runtime.engine import MAX_STEPS, Turn, run_turn
 from agents.runtime.ports import Ports
-from agents.runtime.spec import AgentSpec, validate_document
+from agents.runtime.spec import VARIABLE_NAME_RE, AgentSpec, validate_document
 from agents.runtime.types import Action, DocumentError, TraceType
 
-__all__ = ["MAX_STEPS", "Action", "AgentSpec", "DocumentError", "Ports", "TraceType", "Turn", "run_turn",
-           "validate_document"]
+__all__ = ["MAX_STEPS", "VARIABLE_NAME_RE", "Action", "AgentSpec", "DocumentError", "Ports", "TraceType", "Turn",
+           "run_turn", "validate_document"]

@@ -21,7 +21,7 @@ DEFAULT_RETRY = {
 }
 VALIDATORS = ("email", "number", "phone", "regex")
 DEFAULT_MAX_ATTEMPTS = 3
-_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+VARIABLE_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")  # variable names, used with fullmatch
 
 # Ports each step type may connect from; `buttons` adds `button:<i>` per button.
 PORTS: dict[str, frozenset[str]] = {
@@ -168,7 +168,8 @@ class _Builder:
         defaults = {}
         for i, item in enumerate(items):
             where = f"variables[{i}]"
-            if not isinstance(item, dict) or not isinstance(item.get("name"), str) or not _NAME.match(item["name"]):
+            name = item.get("name") if isinstance(item, dict) else None
+            if not isinstance(name, str) or not VARIABLE_NAME_RE.fullmatch(name):
                 self.error(where, "A variable is an object with a name of letters, digits and _.")
                 continue
             if "default" in item:  # a variable with no default stays undefined until set
@@ -287,7 +288,7 @@ class _Builder:
                     self.error(where, "A set step has an assign object of variable → expression.")
                 else:
                     for name, source in assign.items():
-                        if not _NAME.match(str(name)):
+                        if not VARIABLE_NAME_RE.fullmatch(str(name)):
                             self.error(where, f"{name!r} is not a valid variable name.")
                         expressions[name] = Expression(source, f"{where}.data.assign.{name}")
             elif kind == "jump":
@@ -330,7 +331,7 @@ class _Builder:
         return {"buttons": tuple(buttons), "button_index": IntentIndex(entries)}
 
     def capture(self, data: dict, where: str) -> dict:
-        if not isinstance(data.get("variable"), str) or not _NAME.match(data["variable"]):
+        if not isinstance(data.get("variable"), str) or not VARIABLE_NAME_RE.fullmatch(data["variable"]):
             self.error(where, "A capture step names the variable it fills.")
         validate = data.get("validate")
         if validate is not None and validate not in VALIDATORS:

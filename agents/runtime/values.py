@@ -18,7 +18,7 @@ def capture_value(step: Step, action: Action, text: str | None) -> tuple[bool, A
     if not value:
         return False, None
     if kind == "email":
-        return (True, value.lower()) if _EMAIL.match(value) else (False, None)
+        return (True, value.lower()) if _EMAIL.fullmatch(value) else (False, None)
     if kind == "number":
         try:
             number = float(value.replace(",", ""))
@@ -27,7 +27,7 @@ def capture_value(step: Step, action: Action, text: str | None) -> tuple[bool, A
         return True, int(number) if number.is_integer() and "." not in value else number
     if kind == "phone":
         digits = re.sub(r"[\s().-]", "", value)
-        return (True, digits) if _PHONE.match(digits) else (False, None)
+        return (True, digits) if _PHONE.fullmatch(digits) else (False, None)
     if kind == "regex":
         return (True, value) if step.pattern.fullmatch(value) else (False, None)
     return True, value

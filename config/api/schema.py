@@ -43,3 +43,16 @@ class BearerKeyScheme(OpenApiAuthenticationExtension):
     def get_security_definition(self, auto_schema):
         return {"type": "http", "scheme": "bearer",
                 "description": "A project key `cdt_…` or a developer token `cdt_acc_…` (with `X-Project-Id`)."}
+
+
+# Request bodies whose unknown keys are refused (a 400), so the schema says they are closed.
+CLOSED_REQUEST_BODIES = ("StateInputRequest",)
+
+
+def close_request_bodies(result, generator, request, public):
+    """drf-spectacular post-processing hook: `additionalProperties: false` on CLOSED_REQUEST_BODIES."""
+    schemas = result.get("components", {}).get("schemas", {})
+    for name in CLOSED_REQUEST_BODIES:
+        if name in schemas:
+            schemas[name]["additionalProperties"] = False
+    return result

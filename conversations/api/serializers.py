@@ -5,17 +5,17 @@ from django.core.validators import URLValidator
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from agents.runtime import Action, TraceType
+from agents.runtime import VARIABLE_NAME_RE, Action, TraceType
 from config.api.errors import ApiError
 
-USER_ID_RE = re.compile(r"^[A-Za-z0-9_.:@-]{1,128}$")
+USER_ID_RE = re.compile(r"[A-Za-z0-9_.:@-]{1,128}")
 ACTION_TYPES = ("launch", "text", "button", "media")
 MAX_TEXT = 4000
 _url = URLValidator(schemes=["http", "https"])
 
 
 def validate_user_id(user_id: str) -> str:
-    if not USER_ID_RE.match(user_id):
+    if not USER_ID_RE.fullmatch(user_id):
         raise ApiError(
             "userId must be 1–128 characters of letters, digits and _ . : @ -",
             details={"userId": ["Invalid user id."]},
@@ -23,16 +23,29 @@ def validate_user_id(user_id: str) -> str:
     return user_id
 
 
-@extend_schema_field({
-    "type": "object",
-    "required": ["type"],
-    "properties": {
-        "type": {"type": "string", "enum": list(ACTION_TYPES)},
-        "payload": {"nullable": True, "description": "launch: null; text: a string of 1–4,000 characters; "
-                                                    'button: {"label": string, "value": any JSON}; '
-                                                    'media: {"url": http(s) URL, "mimeType": string}'},
-    },
-})
+class StrictCharField(serializers.CharField):
+    """Text only: DRF's CharField would turn a number or a boolean into text."""
+
+    def to_internal_value(self, data):
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+def _action_schema(kind: str, payload: dict, required: bool = True) -> dict:
+    return {"type": "object", "required": ["type", "payload"] if required else ["type"],
+            "properties": {"type": {"type": "string", "enum": [kind]}, "payload": payload}}
+
+
+@extend_schema_field({"oneOf": [
+    _action_schema("launch", {"nullable": True, "enum": [None]}, required=False),
+    _action_schema("text", {"type": "string", "minLength": 1, "maxLength": MAX_TEXT, "pattern": r"\S"}),
+    _action_schema("button", {"type": "object", "required": ["label", "value"],
+                              "properties": {"label": {"type": "string"}, "value": {}}}),
+    _action_schema("media", {"type": "object", "required": ["url", "mimeType"],
+                             "properties": {"url": {"type": "string", "format": "uri", "pattern": "^https?://"},
+                                            "mimeType": {"type": "string"}}}),
+], "discriminator": {"propertyName": "type"}})
 class ActionField(serializers.Field):
     """`{"type", "payload"}` checked per type; becomes an engine `Action`."""
 
@@ -81,13 +94,13 @@ class InteractConfigSerializer(serializers.Serializer):
 
 class InteractInputSerializer(serializers.Serializer):
     action = ActionField()
-    versionId = serializers.CharField(required=False, max_length=64)
+    versionId = StrictCharField(required=False, max_length=64)
     config = InteractConfigSerializer(required=False)
 
 
 class StackFrameSerializer(serializers.Serializer):
-    workflowId = serializers.CharField(max_length=200)
-    stepId = serializers.CharField(max_length=200)
+    workflowId = StrictCharField(max_length=200)
+    stepId = StrictCharField(max_length=200)
 
 
 class WaitingSerializer(StackFrameSerializer):
@@ -97,27 +110,30 @@ class WaitingSerializer(StackFrameSerializer):
 
 class HistoryEntrySerializer(serializers.Serializer):
     role = serializers.ChoiceField(choices=["user", "assistant"])
-    content = serializers.CharField(allow_blank=True, trim_whitespace=False)
+    content = StrictCharField(allow_blank=True, trim_whitespace=False)
 
 
 class StateInputSerializer(serializers.Serializer):
     """PUT /state. `updatedAt` is the server's and ignored; any other unknown key is an error."""
 
-    versionId = serializers.CharField(required=False, default="development", max_length=64)
+    versionId = StrictCharField(required=False, default="development", max_length=64)
     status = serializers.ChoiceField(choices=["active", "ended", "handoff"], required=False, default="active")
     turn = serializers.IntegerField(min_value=0, required=False, default=0)
-    variables = serializers.DictField(required=False, default=dict)
+    variables = serializers.DictField(required=False, default=dict,
+                                      help_text="Keys are variable names: letters, digits and _, no leading digit.")
     stack = StackFrameSerializer(many=True, required=False, default=list)
     waiting = WaitingSerializer(required=False, allow_null=True, default=None)
     history = HistoryEntrySerializer(many=True, required=False, default=list)
-    updatedAt = serializers.CharField(required=False, write_only=True)
+    updatedAt = serializers.JSONField(
+        required=False, write_only=True, allow_null=True,
+        help_text="Ignored: the server sets it (accepted so that a GET's body can be PUT back).")
 
     def validate(self, attrs):
         unknown = set(self.initial_data) - set(self.fields)
         if unknown:
             raise serializers.ValidationError({key: ["Unknown state field."] for key in sorted(unknown)})
         for name in attrs.get("variables", {}):
-            if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", str(name)):
+            if not VARIABLE_NAME_RE.fullmatch(str(name)):
                 raise serializers.ValidationError({"variables": [f"{name!r} is not a valid variable name."]})
         attrs.pop("updatedAt", None)
         return attrs

@@ -126,7 +126,7 @@ class ConversationInteractStreamApi(APIView):
                     '`data: {"type": "error", "payload": {"error", "code"}}` then `[DONE]`.',
         parameters=[USER_ID_PARAM, PROJECT_HEADER],
         request=InteractInputSerializer,
-        responses={(200, "text/event-stream"): {"type": "string"},
+        responses={(200, "text/event-stream"): {"description": "Events whose data is a trace object, then [DONE]"},
                    **error_responses(400, 401, 403, 404, 409, 413, 415, 429)},
     )
     def post(self, request, user_id: str):

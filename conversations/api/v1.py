@@ -8,10 +8,10 @@ from config.api.errors import NotFound
 from config.api.schema import TRACE_LIST, error_responses
 from conversations import services
 from conversations.api.interact import interact_request_build, project_for_user_call
-from conversations.api.serializers import InteractInputSerializer, StateInputSerializer
+from conversations.api.serializers import USER_ID_RE, InteractInputSerializer, StateInputSerializer
 from conversations.selectors import conversation_open_get
 
-USER_ID_PARAM = OpenApiParameter("user_id", str, OpenApiParameter.PATH,
+USER_ID_PARAM = OpenApiParameter("user_id", str, OpenApiParameter.PATH, pattern=f"^{USER_ID_RE.pattern}$",
                                  description="1–128 characters of [A-Za-z0-9_.:@-]")
 PROJECT_HEADER = OpenApiParameter("X-Project-Id", str, OpenApiParameter.HEADER, required=False,
                                   description="The project, when authenticating with a developer token")

@@ -36,7 +36,8 @@ def test_schema_documents_every_v1_operation_with_its_errors(client):
     assert "text/event-stream" in stream["responses"]["200"]["content"]
     assert schema["components"]["securitySchemes"]["BearerKey"]["scheme"] == "bearer"
     action = schema["components"]["schemas"]["InteractInputRequest"]["properties"]["action"]
-    assert action["properties"]["type"]["enum"] == ["launch", "text", "button", "media"]
+    assert [variant["properties"]["type"]["enum"] for variant in action["oneOf"]] == [
+        ["launch"], ["text"], ["button"], ["media"]]
 
 
 def test_docs_page_is_served_without_a_cdn(client):

@@ -260,6 +260,8 @@ BAD_STATES = [
     pytest.param({**SEED_STATE, "waiting": {"workflowId": "w", "stepId": "s", "kind": "sleep"}}, "waiting",
                  id="unknown waiting kind"),
     pytest.param({**SEED_STATE, "history": [{"role": "system", "content": "x"}]}, "history", id="bad history role"),
+    pytest.param({**SEED_STATE, "history": [{"role": "user", "content": 0}]}, "history", id="history content a number"),
+    pytest.param({**SEED_STATE, "versionId": 7}, "versionId", id="versionId a number"),
     pytest.param({**SEED_STATE, "color": "blue"}, "color", id="unknown field"),
     pytest.param(["not", "an", "object"], "non_field_errors", id="not an object"),
 ]
@@ -324,3 +326,11 @@ def test_delete_without_a_session_is_still_204(server_client):
 def test_state_endpoints_validate_the_user_id(server_client, method, tail):
     response = getattr(server_client, method)(url("bad user", tail), {}, format="json")
     assert_error(response, 400, "BAD_REQUEST")
+
+
+def test_a_trailing_newline_does_not_sneak_past_validation(server_client):
+    assert_bad_request(server_client.post(url("jane%0A", "interact"), LAUNCH, format="json"), "userId")
+    response = server_client.patch(url("jane", "variables"), {"name\n": 1}, format="json")
+    assert response.status_code == 200  # PATCH merges any JSON object; PUT validates variable names
+    assert_error(server_client.put(url("bob", "state"), {"variables": {"name\n": 1}}, format="json"), 400,
+                 "BAD_REQUEST")
