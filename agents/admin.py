@@ -5,6 +5,7 @@ import json
 from django.contrib import admin, messages
 from django.utils.html import format_html
 
+from agents.ids import DEVELOPER_TOKEN_PREFIX, PROJECT_KEY_PREFIX
 from agents.models import DeveloperToken, Membership, Project, ProjectApiKey, ProjectVersion, Workspace
 from agents.services import developer_token_create, key_revoke, project_api_key_create, version_publish
 
@@ -106,7 +107,7 @@ class KeyAdmin(admin.ModelAdmin):
 
 @admin.register(ProjectApiKey)
 class ProjectApiKeyAdmin(KeyAdmin):
-    type_prefix = "cdt_"
+    type_prefix = PROJECT_KEY_PREFIX
     list_display = ["masked", "name", "project", "scope", "last_used_at", "revoked_at"]
     list_select_related = ["project"]
     list_filter = ["scope", "revoked_at"]
@@ -119,7 +120,7 @@ class ProjectApiKeyAdmin(KeyAdmin):
 
 @admin.register(DeveloperToken)
 class DeveloperTokenAdmin(KeyAdmin):
-    type_prefix = "cdt_acc_"
+    type_prefix = DEVELOPER_TOKEN_PREFIX
     list_display = ["masked", "name", "user", "last_used_at", "revoked_at"]
     list_select_related = ["user"]
     autocomplete_fields = ["user"]

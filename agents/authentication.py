@@ -10,10 +10,8 @@ from rest_framework.exceptions import AuthenticationFailed
 
 from agents.ids import BASE62, KEY_SECRET_LENGTH, LOOKUP_PREFIX_LENGTH, key_digest
 from agents.models import DeveloperToken, Project, ProjectApiKey
-from config.api.errors import ApiError, ErrorCode, Forbidden, NotFound
+from config.api.errors import ApiError, ErrorCode, NotFound
 
-PROJECT_KEY_PREFIX = "cdt_"
-DEVELOPER_TOKEN_PREFIX = "cdt_acc_"
 _KEY_RE = re.compile(rf"^cdt_(acc_)?([{BASE62}]{{{KEY_SECRET_LENGTH}}})$")
 # Writing last_used_at on every request would turn each read into a write; once a minute is precise enough.
 LAST_USED_RESOLUTION = timedelta(minutes=1)
@@ -97,9 +95,3 @@ def project_for_credential(credential: Credential, project_header: str | None) -
     if project is None:
         raise NotFound(f"Project {project_header} not found.")
     return project
-
-
-def require_server_scope(credential: Credential) -> None:
-    if credential.is_widget:
-        raise Forbidden("A widget key may not do this; use a server key.")
-

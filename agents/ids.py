@@ -4,6 +4,8 @@ import secrets
 import string
 
 BASE62 = string.digits + string.ascii_letters
+PROJECT_KEY_PREFIX = "cdt_"
+DEVELOPER_TOKEN_PREFIX = "cdt_acc_"
 KEY_SECRET_LENGTH = 40
 LOOKUP_PREFIX_LENGTH = 8
 

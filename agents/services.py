@@ -11,7 +11,14 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.text import slugify
 
-from agents.ids import KEY_SECRET_LENGTH, LOOKUP_PREFIX_LENGTH, key_digest, random_base62
+from agents.ids import (
+    DEVELOPER_TOKEN_PREFIX,
+    KEY_SECRET_LENGTH,
+    LOOKUP_PREFIX_LENGTH,
+    PROJECT_KEY_PREFIX,
+    key_digest,
+    random_base62,
+)
 from agents.models import (
     DeveloperToken,
     Membership,
@@ -81,13 +88,13 @@ def _new_key(type_prefix: str) -> tuple[str, str, str]:
 def project_api_key_create(*, project: Project, name: str = "", scope: str = ProjectApiKey.Scope.SERVER
                            ) -> tuple[ProjectApiKey, str]:
     """Returns the row and the key itself, which is shown once and never stored."""
-    key, prefix, digest = _new_key("cdt_")
+    key, prefix, digest = _new_key(PROJECT_KEY_PREFIX)
     row = ProjectApiKey.objects.create(project=project, name=name, scope=scope, prefix=prefix, digest=digest)
     return row, key
 
 
 def developer_token_create(*, user: AbstractBaseUser, name: str = "") -> tuple[DeveloperToken, str]:
-    key, prefix, digest = _new_key("cdt_acc_")
+    key, prefix, digest = _new_key(DEVELOPER_TOKEN_PREFIX)
     row = DeveloperToken.objects.create(user=user, name=name, prefix=prefix, digest=digest)
     return row, key
 
