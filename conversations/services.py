@@ -100,21 +100,32 @@ class ActiveTurn:
         if self._done:
             return None
         content = "".join(t["payload"].get("message", "") for t in self.traces if t["type"] == "text")
-        return self._store(status, content=content, changes={})
+        try:
+            return self._store(status, content=content, changes={})
+        except Exception:
+            log.exception("Could not store the reply of turn %s; releasing its lease", self.id)
+            self._done = True
+            lease_release(self.conversation, self.token)
+            return None
 
     def _store(self, status: str, *, content: str, changes: dict) -> Message:
         """The reply first, then the state with the lease's release: two autocommit statements, no transaction.
         The reply's sequence number was reserved with the lease, so it cannot collide; if the lease was lost (the
         turn outlived its timeout and a newer turn took over) the reply is kept, marked interrupted, and its state
         is not saved."""
-        self._done = True
         message = Message.objects.create(
             conversation=self.conversation, seq=self.user_seq + 1, turn_id=self.id,
             role=Message.Role.ASSISTANT, status=status, content=content, traces=self.traces,
             version_id=self.version_id, duration_ms=int((time.perf_counter() - self.started) * 1000),
             first_trace_ms=self.first_trace_ms,
         )
-        if not lease_release(self.conversation, self.token, **changes):
+        self._done = True
+        try:
+            released = lease_release(self.conversation, self.token, **changes)
+        except Exception:
+            lease_release(self.conversation, self.token)  # the state is not saved, but nobody is locked out
+            raise
+        if not released:
             Message.objects.filter(pk=message.pk).update(status=Message.Status.INTERRUPTED)
             raise Conflict("This turn ran past its time limit and lost the conversation to a newer turn.")
         return message
@@ -189,7 +200,11 @@ def _leased(project: Project, user_id: str, *, platform: str = "api", create: bo
         yield conversation, changes
     finally:
         if conversation is not None:
-            lease_release(conversation, token, **changes)
+            try:
+                lease_release(conversation, token, **changes)
+            except Exception:
+                lease_release(conversation, token)  # never leave the user locked out because a write failed
+                raise
 
 
 def conversation_state_replace(*, project: Project, user_id: str, state: dict) -> dict:

@@ -5,7 +5,6 @@ response drains the queue with `: ping` keepalives. The worker runs the turn to 
 away, and stores the agent message itself. Errors before the first event (auth, validation, 409) are plain JSON
 errors; a fault after the stream began is an `error` event, then `[DONE]`."""
 import asyncio
-import json
 import logging
 import threading
 
@@ -14,11 +13,12 @@ from django.conf import settings
 from django.db import close_old_connections, connections
 from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.utils import extend_schema
-from rest_framework.exceptions import NotAuthenticated, ParseError, UnsupportedMediaType
+from rest_framework.exceptions import NotAuthenticated, UnsupportedMediaType
 from rest_framework.views import APIView
 
 from agents.authentication import credential_from_header
 from config.api.errors import ErrorCode, describe_exception, error_body, error_response
+from config.api.parsers import parse_json_body
 from config.api.schema import error_responses
 from config.api.sse import DONE, drain_with_pings, event_stream_response, sse_event
 from conversations.api.interact import interact_request_build
@@ -33,10 +33,7 @@ _END = object()
 def _parse_body(request):
     if request.content_type != "application/json" and request.body:
         raise UnsupportedMediaType(request.content_type)
-    try:
-        return json.loads(request.body or b"{}")
-    except ValueError as exc:
-        raise ParseError(f"JSON parse error - {exc}") from None
+    return parse_json_body(request.body)
 
 
 def _prepare(request, user_id: str):

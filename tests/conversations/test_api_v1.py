@@ -334,3 +334,17 @@ def test_a_trailing_newline_does_not_sneak_past_validation(server_client):
     assert response.status_code == 200  # PATCH merges any JSON object; PUT validates variable names
     assert_error(server_client.put(url("bob", "state"), {"variables": {"name\n": 1}}, format="json"), 400,
                  "BAD_REQUEST")
+
+
+@pytest.mark.parametrize(("method", "tail", "body"), [
+    ("post", "interact", {"action": {"type": "text", "payload": "hi\u0000there"}}),
+    ("patch", "variables", {"name\u0000": 1}),
+    ("patch", "variables", {"name": {"deep": ["x\u0000"]}}),
+    ("put", "state", {"variables": {"a": "\u0000"}}),
+])
+def test_nul_characters_are_refused_before_anything_is_written(server_client, method, tail, body):
+    response = getattr(server_client, method)(url("jane", tail), body, format="json")
+
+    assert_error(response, 400, "BAD_REQUEST")
+    assert "NUL" in response.json()["error"]
+    assert_nothing_written()

@@ -75,3 +75,26 @@ def test_reaching_an_end_step_marks_the_session_ended_and_the_next_launch_starts
     conversation.refresh_from_db()
     assert conversation.status == "active"
     assert conversation.turn == 2
+
+
+def test_a_failed_write_at_the_end_of_a_turn_does_not_lock_the_user_out(demo_project, monkeypatch):
+    from django.db import DatabaseError
+
+    from conversations import services
+
+    real_release = services.lease_release
+
+    def release_failing_with_state(conversation, token, **changes):
+        if "state" in changes:
+            raise DatabaseError("disk full")
+        return real_release(conversation, token, **changes)
+
+    monkeypatch.setattr(services, "lease_release", release_failing_with_state)
+    with pytest.raises(DatabaseError):
+        turn_run(request=request_for(demo_project))
+    monkeypatch.undo()
+
+    assert Conversation.objects.get().lease_token is None
+    assert Message.objects.filter(role="assistant").count() == 1  # the reply was kept
+    turn_run(request=request_for(demo_project, "hello"))
+    assert Conversation.objects.get().turn == 1

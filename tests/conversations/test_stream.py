@@ -112,3 +112,13 @@ def test_idle_streams_get_pings_between_events():
     assert items[0] == "first" and items[-1] == "second"
     assert items.count(PING) >= 2  # one per idle 0.1 s; a loaded machine may add more, never fewer
     assert set(items[1:-1]) == {PING}
+
+
+@pytest.mark.server
+@pytest.mark.django_db(transaction=True)
+def test_nul_characters_on_the_stream_are_400(daphne_url, project_key):
+    response = httpx.post(f"{daphne_url}/api/v1/conversations/jane/interact/stream",
+                          json={"action": {"type": "text", "payload": "a\u0000b"}},
+                          headers={"Authorization": f"Bearer {project_key}"})
+    assert (response.status_code, response.json()["code"]) == (400, "BAD_REQUEST")
+    assert Message.objects.count() == 0
