@@ -28,6 +28,7 @@ services_start() {
     PG_BIN=$(_pg_bindir)
   fi
   command -v redis-server >/dev/null || _apt_install redis-server
+  if [ "$(id -u)" = 0 ] && ! id postgres >/dev/null 2>&1; then useradd --system --no-create-home postgres; fi
 
   SERVICES_DIR=$(mktemp -d /tmp/conduet-services.XXXXXX)
   chmod 755 "$SERVICES_DIR"
