@@ -1,9 +1,10 @@
 """Every response under /api/ and /tenants/: the X-RateLimit-* headers, the 1 MiB JSON body limit, and JSON for
 errors raised outside DRF (async SSE views, Django's own 404/500)."""
-from asgiref.sync import iscoroutinefunction, markcoroutinefunction
+from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_async
 from django.conf import settings
 
-from config.api.errors import ErrorCode, describe_exception, error_response
+from config.api.errors import ErrorCode, RateLimited, describe_exception, error_response
+from config.api.ratelimit import anonymous_rate_limit_hit
 
 API_PREFIXES = ("/api/", "/tenants/")
 
@@ -25,15 +26,14 @@ class ApiResponseMiddleware:
         if iscoroutinefunction(self):
             return self.__acall__(request)
         too_big = self._too_big(request)
-        if too_big is not None:
-            return too_big
-        return self._finish(request, self.get_response(request))
+        return self._finish(request, too_big if too_big is not None else self.get_response(request))
 
     async def __acall__(self, request):
         too_big = self._too_big(request)
-        if too_big is not None:
-            return too_big
-        return self._finish(request, await self.get_response(request))
+        response = too_big if too_big is not None else await self.get_response(request)
+        if getattr(request, "conduet_rate_usage", None) is None and is_api_path(request.path):
+            return await sync_to_async(self._finish)(request, response)  # counting may query the database
+        return self._finish(request, response)
 
     @staticmethod
     def _too_big(request):
@@ -49,10 +49,15 @@ class ApiResponseMiddleware:
 
     @staticmethod
     def _finish(request, response):
-        usage = getattr(request, "conduet_rate_usage", None)
-        if usage is not None and is_api_path(request.path):
-            for name, value in usage.headers().items():
-                response[name] = value
+        if not is_api_path(request.path):
+            return response
+        if getattr(request, "conduet_rate_usage", None) is None:
+            try:
+                anonymous_rate_limit_hit(request)
+            except RateLimited as exc:  # the request failed or was anonymous anyway: say it is too many
+                response = error_response(exc.message, exc.code, headers=exc.headers)
+        for name, value in request.conduet_rate_usage.headers().items():
+            response[name] = value
         return response
 
     def process_exception(self, request, exception):

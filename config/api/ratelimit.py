@@ -60,6 +60,13 @@ def interact_rate_limit_hit(request, *, project, user_key: str) -> RateUsage:
     return rate_limit_hit(request, group="interact", key=f"{project.id}:{user_key}", limit=limit)
 
 
+def anonymous_rate_limit_hit(request) -> RateUsage:
+    """API requests that no key was counted for (no or a bad key, unknown paths, the schema): per client address,
+    at the per-key rate, so that they too carry the headers and cannot hammer the key lookup."""
+    address = request.META.get("REMOTE_ADDR") or "unknown"
+    return rate_limit_hit(request, group="anonymous", key=address, limit=settings.CONDUET_API_RATE_PER_MINUTE)
+
+
 class PerKeyThrottle(BaseThrottle):
     """Every authenticated endpoint except the interact ones (`per_user_rate_limit = True`) counts against its key."""
 

@@ -86,3 +86,31 @@ def test_other_endpoints_are_limited_per_key(roomy_key_client, settings):
     assert response.json()["code"] == "RATE_LIMITED"
     assert response["Retry-After"]
     assert interact(server_client).status_code == 200  # interact is limited per user, not per key
+
+
+@pytest.mark.parametrize(("path", "headers", "status"), [
+    ("/api/v1/conversations/jane/state", {}, 401),
+    ("/api/v1/conversations/jane/state", {"HTTP_AUTHORIZATION": "Bearer cdt_" + "x" * 40}, 401),
+    ("/api/nowhere", {}, 404),
+    ("/api/schema/", {}, 200),
+])
+def test_requests_no_key_was_counted_for_carry_the_headers_too(api, path, headers, status):
+    response = api.get(path, **headers)
+    assert response.status_code == status
+    assert response["X-RateLimit-Limit"] == "1200"
+    assert int(response["X-RateLimit-Remaining"]) == 1199
+
+
+def test_anonymous_and_failed_requests_are_limited_per_address(api, settings):
+    settings.CONDUET_API_RATE_PER_MINUTE = 2
+    address = next(f"10.0.0.{n}" for n in range(1, 255) if window_seconds_left(f"10.0.0.{n}") > 15)
+    bad_key = {"HTTP_AUTHORIZATION": "Bearer cdt_" + "x" * 40, "REMOTE_ADDR": address}
+    assert [api.get("/api/v1/conversations/jane/state", **bad_key).status_code for _ in range(2)] == [401, 401]
+
+    response = api.get("/api/v1/conversations/jane/state", **bad_key)
+
+    assert response.status_code == 429
+    assert response.json()["code"] == "RATE_LIMITED"
+    assert response["Retry-After"]
+    other_address = api.get("/api/v1/conversations/jane/state", **{**bad_key, "REMOTE_ADDR": "10.1.2.3"})
+    assert other_address.status_code == 401

@@ -68,6 +68,7 @@ def test_errors_before_the_stream_starts_are_plain_json(daphne_url, project_key,
     assert response.status_code == status
     assert response.headers["content-type"] == "application/json"
     assert response.json()["code"] == code
+    assert int(response.headers["x-ratelimit-limit"]) > 0
     assert Message.objects.count() == 0
 
 
