@@ -2,13 +2,16 @@
 
     spec = AgentSpec.from_document(document, project_id=..., version_id=...)   # once per version, cached
     turn = run_turn(spec, state, Action("text", "hi"), ports=Ports(...), context={...})
-    for trace in turn: ...                                                      # lazily, one by one
+    async for trace in turn: ...                                                # lazily, one by one
     turn.state, turn.ended, turn.handoff                                        # once exhausted
+
+Each step type is one module of `agents/runtime/steps/`, found through the registry `STEP_TYPES` there.
 """
 from agents.runtime.engine import MAX_STEPS, Turn, run_turn
 from agents.runtime.ports import Ports
-from agents.runtime.spec import VARIABLE_NAME_RE, AgentSpec, validate_document
+from agents.runtime.spec import AgentSpec, validate_document
 from agents.runtime.types import Action, DocumentError, TraceType
+from agents.runtime.values import VARIABLE_NAME_RE
 
 __all__ = ["MAX_STEPS", "VARIABLE_NAME_RE", "Action", "AgentSpec", "DocumentError", "Ports", "TraceType", "Turn",
            "run_turn", "validate_document"]

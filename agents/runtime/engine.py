@@ -1,29 +1,39 @@
 """One turn of a conversation: the user's action in, traces out, the session state advanced.
 
-The engine walks the workflow graph step by step. It is pure: it reads the frozen `AgentSpec`, a copy of the
-state and the action, and reaches the outside world only through `Ports` (an LLM, the knowledge base, tools, data
-frames), which the turn service fills. With no ports it runs workflows, intent matching and the fallback message."""
+The engine walks the workflow graph and hands each step to its step type (`agents/runtime/steps/`); it knows no
+step type by name. It is pure: it reads the frozen `AgentSpec`, a copy of the state and the action, and reaches the
+outside world only through `Ports` (an LLM, the knowledge base, tools, data frames), which the turn service fills.
+With no ports it runs workflows, intent matching and the fallback message.
+
+It is async so that a turn waiting on a model or a tool costs a coroutine, not a thread. A port call is a plain
+`await` on the turn's own task, and the walker yields to the event loop between steps, so cancelling that task (a
+user's "stop") lands in the awaited call or between two steps even in a turn that awaits nothing. The engine never
+catches `asyncio.CancelledError`: it leaves the iteration, and the state is not advanced."""
+import asyncio
 import copy
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
+from contextlib import aclosing
 from typing import Any
 
 from agents.runtime.ports import Ports
-from agents.runtime.spec import DEFAULT_MAX_ATTEMPTS, DEFAULT_RETRY, AgentSpec, Step
-from agents.runtime.templates import RenderError
+from agents.runtime.spec import AgentSpec
+from agents.runtime.steps import STEP_TYPES, Step, StepRun, Traces
+from agents.runtime.steps.kb import knowledge_answer
+from agents.runtime.templates import Expression, RenderError, Template
 from agents.runtime.types import Action, TraceType, trace
-from agents.runtime.values import capture_value, dig, json_value
 
 MAX_STEPS = 100
 HISTORY_LIMIT = 50
 
 
-class _Stop(Exception):
+class _StepLimit(Exception):
     """The step limit was reached."""
 
 
 class Turn:
-    """Iterate it to run the turn: traces come out one by one as they are produced. Once exhausted, `state` is the
-    new session state and `ended` / `handoff` say how the conversation stands."""
+    """`async for trace in turn` runs the turn: traces come out one by one as soon as they are produced. Once
+    exhausted, `state` is the new session state, `ended` / `handoff` say how the conversation stands, and `traces` /
+    `reply_text` hold what was said."""
 
     def __init__(self, spec: AgentSpec, state: dict, action: Action, ports: Ports, context: dict, debug: bool):
         self.spec = spec
@@ -44,99 +54,160 @@ class Turn:
         self._warnings: list[str] = []
         self._events = self._run()
 
-    def __iter__(self):
+    def __aiter__(self) -> "Turn":
         return self
 
-    def __next__(self) -> dict:
-        item = next(self._events)
+    async def __anext__(self) -> dict:
+        item = await anext(self._events)
         self.traces.append(item)
         return item
+
+    async def aclose(self) -> None:
+        """Stop the turn before its end (a caller that leaves the iteration early); the state is not advanced."""
+        await self._events.aclose()
 
     @property
     def reply_text(self) -> str:
         return "\n".join(part for part in self._reply if part)
 
+    # --- what steps say and read, through their StepRun; each trace maker returns None when there is nothing to send
+
+    def say(self, message: str) -> dict | None:
+        if not message:
+            return None
+        self._reply.append(message)
+        return trace(TraceType.TEXT, message=message)
+
+    def debug_trace(self, level: str, message: str) -> dict | None:
+        return trace(TraceType.DEBUG, level=level, message=message) if self.debug else None
+
+    async def stream_reply(self, chunks: AsyncIterator[str]) -> AsyncIterator[dict]:
+        yield trace(TraceType.COMPLETION_START, text="")
+        part = len(self._reply)
+        self._reply.append("")
+        async with aclosing(chunks):  # a stopped turn closes the model's stream now, not when it is collected
+            async for chunk in chunks:
+                self._reply[part] += chunk
+                yield trace(TraceType.TEXT, message=chunk)
+
+    def render(self, template: Template | None) -> str:
+        if template is None:
+            return ""
+        try:
+            return template.render(self.scope())
+        except RenderError as exc:
+            self._warn(str(exc))
+            return ""
+
+    def evaluate(self, expression: Expression) -> Any:
+        try:
+            return expression.evaluate(self.scope())
+        except RenderError as exc:
+            self._warn(str(exc))
+            return None
+
+    def scope(self) -> dict[str, Any]:
+        built_ins = {"last_utterance": self.user_text or "", "last_media": self.state["variables"].get("last_media"),
+                     **{key: self.context.get(key) for key in ("user_id", "platform", "timestamp", "turn")}}
+        return {**self.state["variables"], **built_ins}
+
     # --- the turn
 
-    def _run(self) -> Iterator[dict]:
+    async def _run(self) -> AsyncIterator[dict]:
         try:
-            yield from self._dispatch()
-            yield from self._flush_warnings()
-        except _Stop:
+            async for item in self._dispatch():
+                if item is not None:
+                    for warning in self._pending_warnings():  # a fault is reported before what it affected
+                        yield warning
+                    yield item
+        except _StepLimit:
             self.state["waiting"] = None
             self.state["stack"] = []
             yield trace(TraceType.ERROR, error=f"This turn ran more than {MAX_STEPS} steps; the workflow probably "
                                                "loops.", code="STEP_LIMIT")
+        for warning in self._pending_warnings():
+            yield warning
         self._remember()
 
-    def _dispatch(self) -> Iterator[dict]:
+    async def _dispatch(self) -> Traces:
         action, waiting = self.action, self.state["waiting"]
         if action.type == "media":
             self.state["variables"]["last_media"] = dict(action.payload)
         step = self._waiting_step(waiting)
         if step is not None:
-            if action.type == "launch":
-                yield from self._debug("info", f"Resuming at step {step.id}")
-                yield from self._prompt(step)
+            step_type = STEP_TYPES[step.type]
+            run = StepRun(self, waiting["workflowId"], step, waiting=waiting)
+            if action.type == "launch":  # the user came back: ask again, still waiting
+                yield self.debug_trace("info", f"Resuming at step {step.id}")
+                async for item in step_type.prompt(run):
+                    yield item
                 return
-            yield from self._answer(step, waiting)
+            self.state["waiting"] = None
+            async for item in step_type.answer(run):
+                yield item
+            if run.next is not None:
+                async for item in self._walk(*run.next):
+                    yield item
             return
         if action.type == "launch":
             workflow_id = self.spec.start_workflow_id
             if workflow_id is None:
                 return
-            yield from self._debug("info", f"Starting workflow {workflow_id}")
-            yield from self._walk(workflow_id, self.spec.workflows[workflow_id].start_step_id)
+            yield self.debug_trace("info", f"Starting workflow {workflow_id}")
+            async for item in self._walk(workflow_id, self.spec.workflows[workflow_id].start_step_id):
+                yield item
             return
-        yield from self._free_text(self.user_text or "")
+        async for item in self._free_text(self.user_text or ""):
+            yield item
 
-    def _waiting_step(self, waiting) -> Step | None:
+    def _waiting_step(self, waiting: dict | None) -> Step | None:
         if not waiting:
             return None
         workflow = self.spec.workflows.get(waiting.get("workflowId"))
         step = workflow.steps.get(waiting.get("stepId")) if workflow else None
-        if step is None or step.type not in ("buttons", "capture"):
+        if step is None or not STEP_TYPES[step.type].waits_for_answer:
             self.state["waiting"] = None  # the definition changed under the session: start afresh
             return None
         return step
 
-    def _free_text(self, text: str) -> Iterator[dict]:
+    async def _free_text(self, text: str) -> Traces:
         match = self.spec.intent_index.best(text) if text else None
         if match is not None:
-            yield from self._debug("info", f"Matched intent of workflow {match.key} ({match.score:.2f}): "
+            yield self.debug_trace("info", f"Matched intent of workflow {match.key} ({match.score:.2f}): "
                                            f"{match.utterance!r}")
             self.state["stack"] = []
-            yield from self._walk(match.key, self.spec.workflows[match.key].start_step_id)
+            async for item in self._walk(match.key, self.spec.workflows[match.key].start_step_id):
+                yield item
             return
-        yield from self._debug("info", "No intent matched")
-        if self.ports.knowledge and text:
-            answered = yield from self._knowledge_answer(text)
-            if answered:
-                return
-        yield from self._say(self.spec.fallback_message)
+        yield self.debug_trace("info", "No intent matched")
+        hits = await self.ports.knowledge(text) if self.ports.knowledge and text else []
+        if hits:
+            for item in knowledge_answer(self, hits):
+                yield item
+            return
+        yield self.say(self.spec.fallback_message)
 
     # --- walking the graph
 
-    def _walk(self, workflow_id: str, step_id: str | None) -> Iterator[dict]:
+    async def _walk(self, workflow_id: str, step_id: str | None) -> Traces:
         while True:
             if step_id is None:
                 workflow_id, step_id = self._return_from_jump()
                 if step_id is None:
                     return
+            # Let the event loop run: a cancellation lands here, between steps, even when no step awaits anything.
+            await asyncio.sleep(0)
             self.steps_run += 1
             if self.steps_run > MAX_STEPS:
-                raise _Stop
+                raise _StepLimit
             step = self.spec.workflows[workflow_id].steps[step_id]
-            yield from self._debug("debug", f"Step {workflow_id}/{step.id} ({step.type})")
-            handler = getattr(self, f"_step_{step.type}")
-            location = yield from handler(workflow_id, step)
-            yield from self._flush_warnings()
-            if location is None:
+            yield self.debug_trace("debug", f"Step {workflow_id}/{step.id} ({step.type})")
+            run = StepRun(self, workflow_id, step)
+            async for item in STEP_TYPES[step.type].run(run):
+                yield item
+            if run.next is None:  # the step waits, ended or handed off
                 return
-            workflow_id, step_id = location
-
-    def _follow(self, workflow_id: str, step: Step, port: str) -> tuple[str, str | None]:
-        return workflow_id, step.target(port)
+            workflow_id, step_id = run.next
 
     def _return_from_jump(self) -> tuple[str | None, str | None]:
         """A path ended without an end step: continue after the innermost jump that has a `next` connection."""
@@ -148,227 +219,16 @@ class Turn:
                 return workflow.id, jump.target("next")
         return None, None
 
-    # --- steps: each returns the next (workflow id, step id), or None to stop the turn
-
-    def _step_start(self, workflow_id: str, step: Step):
-        return self._follow(workflow_id, step, "next")
-        yield  # a generator, like every step
-
-    def _step_message(self, workflow_id: str, step: Step):
-        template = step.templates.get("text")
-        variants = [t for key, t in step.templates.items() if key.startswith("texts.")]
-        if variants:
-            template = variants[(self.context.get("turn") or 0) % len(variants)]
-        yield from self._say(self._render(template))
-        return self._follow(workflow_id, step, "next")
-
-    def _step_buttons(self, workflow_id: str, step: Step):
-        yield from self._prompt(step)
-        self.state["waiting"] = {"workflowId": workflow_id, "stepId": step.id, "kind": "buttons", "attempts": 0}
-        return None
-
-    def _step_capture(self, workflow_id: str, step: Step):
-        yield from self._prompt(step)
-        self.state["waiting"] = {"workflowId": workflow_id, "stepId": step.id, "kind": "capture", "attempts": 0}
-        return None
-
-    def _step_condition(self, workflow_id: str, step: Step):
-        value = yield from self._evaluate(step.expressions["if"])
-        yield from self._debug("debug", f"Condition {step.expressions['if'].source!r} is {bool(value)}")
-        return self._follow(workflow_id, step, "true" if value else "false")
-
-    def _step_set(self, workflow_id: str, step: Step):
-        for name, expression in step.expressions.items():
-            value = yield from self._evaluate(expression)
-            self.state["variables"][name] = json_value(value)
-        return self._follow(workflow_id, step, "next")
-
-    def _step_jump(self, workflow_id: str, step: Step):
-        target = self.spec.workflows[step.data["workflowId"]]
-        self.state["stack"].append({"workflowId": workflow_id, "stepId": step.id})
-        yield from self._debug("info", f"Jumping to workflow {target.id}")
-        return target.id, step.data.get("stepId") if step.data.get("stepId") in target.steps else target.start_step_id
-
-    def _step_media(self, workflow_id: str, step: Step):
-        payload = {"url": self._render(step.templates["url"]),
-                   "mimeType": self._render(step.templates.get("mimeType")) or "image/png"}
-        if "alt" in step.templates:
-            payload["alt"] = self._render(step.templates["alt"])
-        yield trace(TraceType.VISUAL, **payload)
-        return self._follow(workflow_id, step, "next")
-
-    def _step_end(self, workflow_id: str, step: Step):
-        self.ended = True
-        self.state["waiting"] = None
-        self.state["stack"] = []
-        yield trace(TraceType.END)
-        return None
-
-    def _step_handoff(self, workflow_id: str, step: Step):
-        self.handoff = True
-        self.state["waiting"] = None
-        reason = self._render(step.templates.get("reason")) or "The user asked for a person."
-        yield trace(TraceType.HANDOFF, reason=reason)
-        return None
-
-    def _step_api(self, workflow_id: str, step: Step):
-        tool = step.data["tool"]
-        if self.ports.tools is None:
-            yield from self._debug("warn", f"Tool {tool!r} not called: no tool port is configured")
-            return self._follow(workflow_id, step, "error")
-        args = {key.removeprefix("args."): self._render(t) for key, t in step.templates.items()
-                if key.startswith("args.")}
-        try:
-            result = self.ports.tools(tool, args)
-        except Exception as exc:
-            yield from self._debug("warn", f"Tool {tool!r} failed: {exc}")
-            return self._follow(workflow_id, step, "error")
-        for variable, path in (step.data.get("save") or {}).items():
-            self.state["variables"][variable] = json_value(dig(result, str(path)))
-        return self._follow(workflow_id, step, "next")
-
-    def _step_ai(self, workflow_id: str, step: Step):
-        prompt = self._render(step.templates.get("prompt")) or self.user_text or ""
-        yield from self._llm_reply(prompt)
-        return self._follow(workflow_id, step, "next")
-
-    _step_agent = _step_ai  # the agentic sub-loop arrives with the LLM capability; until then one reply
-
-    def _step_kb(self, workflow_id: str, step: Step):
-        question = self._render(step.templates.get("question")) or self.user_text or ""
-        answered = False
-        if self.ports.knowledge and question:
-            answered = yield from self._knowledge_answer(question)
-        if not answered:
-            yield from self._say(self.spec.fallback_message)
-        return self._follow(workflow_id, step, "next")
-
-    def _step_data_query(self, workflow_id: str, step: Step):
-        if self.ports.data is not None:
-            try:
-                frame = self.ports.data(self._render(step.templates.get("sql")),
-                                        name=self._render(step.templates.get("name")) or "result")
-                yield trace(TraceType.DATA_FRAME, **frame)
-            except Exception as exc:
-                yield from self._debug("warn", f"Data query failed: {exc}")
-        return self._follow(workflow_id, step, "next")
-
-    # --- waiting steps: their prompt, and the user's answer
-
-    def _prompt(self, step: Step) -> Iterator[dict]:
-        if step.type == "buttons":
-            if "text" in step.templates:
-                yield from self._say(self._render(step.templates["text"]))
-            buttons = [{"label": self._render(b.label), "value": json_value(b.value)} for b in step.buttons]
-            yield trace(TraceType.CHOICE, buttons=buttons)
-        else:
-            yield from self._say(self._render(step.templates.get("prompt")))
-
-    def _answer(self, step: Step, waiting: dict) -> Iterator[dict]:
-        workflow_id = waiting["workflowId"]
-        self.state["waiting"] = None
-        if step.type == "buttons":
-            port = self._button_port(step)
-            if port is None:
-                port = "noMatch" if step.target("noMatch") else None
-            if port is None:
-                yield from self._debug("info", "No button matched; asking again")
-                yield from self._prompt(step)
-                self.state["waiting"] = dict(waiting)
-                return
-            yield from self._debug("info", f"Button port {port}")
-            yield from self._walk(*self._follow(workflow_id, step, port))
-            return
-        ok, value = capture_value(step, self.action, self.user_text)
-        if ok:
-            self.state["variables"][step.data["variable"]] = value
-            yield from self._walk(*self._follow(workflow_id, step, "next"))
-            return
-        attempts = int(waiting.get("attempts") or 0) + 1
-        max_attempts = step.data.get("maxAttempts", DEFAULT_MAX_ATTEMPTS)
-        yield from self._debug("info", f"Invalid answer ({attempts}/{max_attempts})")
-        if attempts >= max_attempts and step.target("fail"):
-            yield from self._walk(*self._follow(workflow_id, step, "fail"))
-            return
-        retry = self._render(step.templates.get("retryPrompt")) or DEFAULT_RETRY[step.data.get("validate")]
-        yield from self._say(retry)
-        self.state["waiting"] = {**waiting, "attempts": attempts}
-
-    def _button_port(self, step: Step) -> str | None:
-        if self.action.type == "button":
-            value = self.action.payload.get("value")
-            for i, button in enumerate(step.buttons):
-                if json_value(button.value) == value:
-                    return f"button:{i}"
-        text = (self.user_text or "").strip().casefold()
-        if not text:
-            return None
-        for i, button in enumerate(step.buttons):
-            if text in (self._render(button.label).casefold(), str(json_value(button.value)).casefold()):
-                return f"button:{i}"
-        match = step.button_index.best(text) if step.button_index else None
-        return f"button:{match.key}" if match else None
-
-    # --- outside help
-
-    def _knowledge_answer(self, question: str):
-        hits = self.ports.knowledge(question)
-        if not hits:
-            return False
-        yield from self._say(hits[0]["text"])
-        sources = [{key: hit.get(key) for key in ("documentId", "documentName", "chunkId", "score")} for hit in hits]
-        yield trace(TraceType.KNOWLEDGE, sources=sources)
-        return True
-
-    def _llm_reply(self, prompt: str) -> Iterator[dict]:
-        if self.ports.llm is None:
-            yield from self._debug("warn", "No LLM is configured; answering with the fallback message")
-            yield from self._say(self.spec.fallback_message)
-            return
-        messages = [{"role": "system", "content": self.spec.instructions}] if self.spec.instructions else []
-        messages += self.state["history"][-20:] + [{"role": "user", "content": prompt}]
-        yield trace(TraceType.COMPLETION_START, text="")
-        self._reply.append("")
-        for chunk in self.ports.llm(messages):
-            self._reply[-1] += chunk
-            yield trace(TraceType.TEXT, message=chunk)
-
     # --- small helpers
 
-    def _say(self, message: str) -> Iterator[dict]:
-        if message:
-            self._reply.append(message)
-            yield trace(TraceType.TEXT, message=message)
-
-    def _debug(self, level: str, message: str) -> Iterator[dict]:
+    def _warn(self, message: str) -> None:
         if self.debug:
-            yield trace(TraceType.DEBUG, level=level, message=message)
+            self._warnings.append(message)
 
-    def _scope(self) -> dict[str, Any]:
-        built_ins = {"last_utterance": self.user_text or "", "last_media": self.state["variables"].get("last_media"),
-                     **{key: self.context.get(key) for key in ("user_id", "platform", "timestamp", "turn")}}
-        return {**self.state["variables"], **built_ins}
-
-    def _render(self, template) -> str:
-        if template is None:
-            return ""
-        try:
-            return template.render(self._scope())
-        except RenderError as exc:
-            self._warnings.append(str(exc))
-            return ""
-
-    def _flush_warnings(self) -> Iterator[dict]:
-        for warning in self._warnings:
-            yield from self._debug("warn", warning)
+    def _pending_warnings(self) -> list[dict]:
+        warnings = [trace(TraceType.DEBUG, level="warn", message=message) for message in self._warnings]
         self._warnings.clear()
-
-    def _evaluate(self, expression):
-        try:
-            return expression.evaluate(self._scope())
-        except RenderError as exc:
-            yield from self._debug("warn", str(exc))
-            return None
+        return warnings
 
     def _remember(self) -> None:
         history = self.state["history"]
@@ -381,7 +241,7 @@ class Turn:
 
 def run_turn(spec: AgentSpec, state: dict, action: Action, *, ports: Ports | None = None,
              context: dict | None = None, debug: bool = False) -> Turn:
-    """The turn, lazily: nothing runs until the returned `Turn` is iterated."""
+    """The turn, lazily: nothing runs until the returned `Turn` is iterated (`async for trace in turn`)."""
     return Turn(spec, state, action, ports or Ports(), context or {}, debug)
 
 

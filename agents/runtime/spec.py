@@ -1,68 +1,20 @@
 """The frozen, compiled form of a project document that the engine runs, and the validation of a document.
 
 `AgentSpec.from_document` checks the whole document (collecting every problem, keyed by where it is), compiles
-templates, expressions and the intent index once, and returns immutable objects that many turns share."""
-import re
-from dataclasses import dataclass, field
+templates, expressions and the intent index once, and returns immutable objects that many turns share. This module
+owns the document's shape (workflows, ids, connections, one start step, settings); what a step of a given type may
+hold — its ports, templates, checks — belongs to its step type (`agents/runtime/steps/`)."""
+from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any
 
 from agents.runtime.matching import IntentIndex
-from agents.runtime.templates import Expression, Template
+from agents.runtime.steps import STEP_TYPES, Step, StepBuild
 from agents.runtime.types import DocumentError
+from agents.runtime.values import VARIABLE_NAME_RE, frozen, is_whole_number
 
 DEFAULT_FALLBACK = "Sorry, I didn't understand that."
-DEFAULT_RETRY = {
-    "email": "That doesn't look like a valid email address. Please try again.",
-    "number": "Please enter a number.",
-    "phone": "That doesn't look like a valid phone number. Please try again.",
-    "regex": "That doesn't look right. Please try again.",
-    None: "Please try again.",
-}
-VALIDATORS = ("email", "number", "phone", "regex")
-DEFAULT_MAX_ATTEMPTS = 3
-VARIABLE_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")  # variable names, used with fullmatch
-
-# Ports each step type may connect from; `buttons` adds `button:<i>` per button.
-PORTS: dict[str, frozenset[str]] = {
-    "start": frozenset({"next"}),
-    "message": frozenset({"next"}),
-    "buttons": frozenset({"noMatch"}),
-    "capture": frozenset({"next", "fail"}),
-    "condition": frozenset({"true", "false"}),
-    "set": frozenset({"next"}),
-    "jump": frozenset({"next"}),  # taken when the jumped-to workflow finishes without an end step
-    "media": frozenset({"next"}),
-    "end": frozenset(),
-    "handoff": frozenset(),
-    "api": frozenset({"next", "error"}),
-    "ai": frozenset({"next"}),
-    "kb": frozenset({"next"}),
-    "agent": frozenset({"next"}),
-    "data_query": frozenset({"next"}),
-}
-
-
-@dataclass(frozen=True)
-class Button:
-    label: Template
-    value: Any
-
-
-@dataclass(frozen=True, eq=False)
-class Step:
-    id: str
-    type: str
-    data: MappingProxyType
-    ports: MappingProxyType  # port → target step id
-    templates: MappingProxyType = field(default_factory=lambda: MappingProxyType({}))
-    expressions: MappingProxyType = field(default_factory=lambda: MappingProxyType({}))
-    buttons: tuple[Button, ...] = ()
-    button_index: IntentIndex | None = None
-    pattern: re.Pattern | None = None
-
-    def target(self, port: str) -> str | None:
-        return self.ports.get(port)
+MAX_RATE_LIMIT_PER_MINUTE = 100_000
+MAX_TURN_TIMEOUT_SECONDS = 3600
 
 
 @dataclass(frozen=True, eq=False)
@@ -88,6 +40,9 @@ class AgentSpec:
     settings: MappingProxyType
     tools: tuple
     intent_index: IntentIndex
+    # Read by the turn service, so each version carries its own limits (None: the service's default).
+    rate_limit_per_minute: int | None = None  # settings.rateLimit.perMinute
+    turn_timeout_seconds: int | None = None  # settings.turnTimeoutSeconds: how long one turn may run
 
     @classmethod
     def from_document(cls, document: dict, *, project_id: str, version_id: str) -> "AgentSpec":
@@ -97,15 +52,6 @@ class AgentSpec:
 def validate_document(document: dict) -> None:
     """Raises DocumentError with every problem of the document (details keyed by location)."""
     _Builder(document).build(project_id="", version_id="")
-
-
-def _frozen(value):
-    """A read-only deep copy of JSON data."""
-    if isinstance(value, dict):
-        return MappingProxyType({k: _frozen(v) for k, v in value.items()})
-    if isinstance(value, list):
-        return tuple(_frozen(v) for v in value)
-    return value
 
 
 class _Builder:
@@ -129,10 +75,11 @@ class _Builder:
 
     def build(self, *, project_id: str, version_id: str) -> AgentSpec:
         settings = self.part("settings", dict, {})
+        rate_limit_per_minute, turn_timeout_seconds = self.limits(settings)
         variables = self.variables(self.part("variables", list, []))
         workflows = self.workflows(self.part("workflows", list, []))
         start = settings.get("startWorkflowId")
-        if start is not None and start not in workflows:
+        if start is not None and (not isinstance(start, str) or start not in workflows):
             self.error("settings.startWorkflowId", f"No workflow has the id {start!r}.")
         fallback = settings.get("fallbackMessage") or DEFAULT_FALLBACK
         if not isinstance(fallback, str):
@@ -154,15 +101,39 @@ class _Builder:
             version_id=version_id,
             framework=framework,
             instructions=instructions,
-            model=_frozen(model),
+            model=frozen(model),
             workflows=MappingProxyType(workflows),
             start_workflow_id=start or next(iter(workflows), None),
             fallback_message=fallback,
             variable_defaults=MappingProxyType(variables),
-            settings=_frozen(settings),
-            tools=_frozen(tools),
+            settings=frozen(settings),
+            tools=frozen(tools),
             intent_index=intents,
+            rate_limit_per_minute=rate_limit_per_minute,
+            turn_timeout_seconds=turn_timeout_seconds,
         )
+
+    def limits(self, settings: dict) -> tuple[int | None, int | None]:
+        """`settings.rateLimit.perMinute` and `settings.turnTimeoutSeconds`; absent (or null) means the turn
+        service's default."""
+        per_minute = None
+        rate_limit = settings.get("rateLimit")
+        if rate_limit is not None and not isinstance(rate_limit, dict):
+            self.error("settings.rateLimit", "Expected an object.")
+        elif rate_limit is not None:
+            per_minute = self.bounded(rate_limit.get("perMinute"), "settings.rateLimit.perMinute",
+                                      MAX_RATE_LIMIT_PER_MINUTE)
+        timeout = self.bounded(settings.get("turnTimeoutSeconds"), "settings.turnTimeoutSeconds",
+                               MAX_TURN_TIMEOUT_SECONDS)
+        return per_minute, timeout
+
+    def bounded(self, value, where: str, most: int) -> int | None:
+        if value is None:
+            return None
+        if not is_whole_number(value) or not 1 <= value <= most:
+            self.error(where, f"Expected a positive integer, at most {most}.")
+            return None
+        return value
 
     def variables(self, items: list) -> dict:
         defaults = {}
@@ -212,7 +183,7 @@ class _Builder:
                 self.error(step_where, "A step is an object with a non-empty string id.")
             elif step["id"] in raw:
                 self.error(step_where, f"Duplicate step id {step['id']!r}.")
-            elif step.get("type") not in PORTS:
+            elif not isinstance(step.get("type"), str) or step["type"] not in STEP_TYPES:
                 self.error(step_where, f"Unknown step type {step.get('type')!r}.")
             elif not isinstance(step.get("data", {}), dict):
                 self.error(step_where, "A step's data is an object.")
@@ -226,135 +197,44 @@ class _Builder:
             self.connection(connection, f"{where}.connections[{k}]", raw, ports)
         steps = {}
         for step_id, (j, step) in raw.items():
-            compiled = self.step(step, f"{where}.steps[{j}]", ports[step_id], workflow_ids)
+            compiled = self.step(step, f"{where}.steps[{j}]", ports[step_id], frozenset(workflow_ids))
             if compiled is not None:
                 steps[step_id] = compiled
         if len(starts) != 1:
             return None
-        intents = raw[starts[0]][1].get("data", {}).get("intents", [])
-        if not isinstance(intents, list) or not all(isinstance(u, str) for u in intents):
-            self.error(f"{where}.steps[{raw[starts[0]][0]}]", "intents is a list of utterances.")
-            intents = []
+        start = steps.get(starts[0])  # its intents were checked and compiled by the start step type
         return Workflow(id=item["id"], name=name, start_step_id=starts[0], steps=MappingProxyType(steps),
-                        intents=tuple(intents))
+                        intents=start.compiled.get("intents", ()) if start else ())
 
     def connection(self, connection, where: str, raw: dict, ports: dict) -> None:
         if not isinstance(connection, dict):
             self.error(where, "A connection is an object {source, port, target}.")
             return
         source, port, target = connection.get("source"), connection.get("port", "next"), connection.get("target")
-        if source not in raw:
+        if not isinstance(source, str) or source not in raw:
             self.error(where, f"Unknown source step {source!r}.")
             return
-        if target not in raw:
+        if not isinstance(target, str) or target not in raw:
             self.error(where, f"Unknown target step {target!r}.")
             return
         step = raw[source][1]
-        allowed = set(PORTS[step["type"]])
-        if step["type"] == "buttons":
-            buttons = step.get("data", {}).get("buttons", [])
-            allowed |= {f"button:{i}" for i in range(len(buttons) if isinstance(buttons, list) else 0)}
-        if port not in allowed:
+        if not isinstance(port, str) or port not in STEP_TYPES[step["type"]].ports_for(step.get("data", {})):
             self.error(where, f"Step {source!r} ({step['type']}) has no port {port!r}.")
         elif port in ports[source]:
             self.error(where, f"Port {port!r} of step {source!r} is connected twice.")
         else:
             ports[source][port] = target
 
-    def step(self, step: dict, where: str, ports: dict, workflow_ids: set) -> Step | None:
-        kind, data = step["type"], step.get("data", {})
-        templates: dict[str, Template] = {}
-        expressions: dict[str, Expression] = {}
-        extra: dict[str, Any] = {}
+    def step(self, step: dict, where: str, ports: dict, workflow_ids: frozenset[str]) -> Step | None:
+        """The step compiled by its step type; None when a template or expression of it does not compile."""
+        data = step.get("data", {})
+        build = StepBuild(where=where, data=data, workflow_ids=workflow_ids, errors=self.errors)
         try:
-            for name in _TEMPLATE_FIELDS.get(kind, ()):
-                if data.get(name) is not None:
-                    templates[name] = Template(data[name], f"{where}.data.{name}")
-            if kind == "message":
-                texts = data.get("texts")
-                if data.get("text") is None and not texts:
-                    self.error(where, "A message step needs text.")
-                for i, text in enumerate(texts or []):
-                    templates[f"texts.{i}"] = Template(text, f"{where}.data.texts[{i}]")
-            elif kind == "buttons":
-                extra.update(self.buttons(data, where))
-            elif kind == "capture":
-                extra.update(self.capture(data, where))
-            elif kind == "condition":
-                expressions["if"] = Expression(data.get("if"), f"{where}.data.if")
-            elif kind == "set":
-                assign = data.get("assign")
-                if not isinstance(assign, dict) or not assign:
-                    self.error(where, "A set step has an assign object of variable → expression.")
-                else:
-                    for name, source in assign.items():
-                        if not VARIABLE_NAME_RE.fullmatch(str(name)):
-                            self.error(where, f"{name!r} is not a valid variable name.")
-                        expressions[name] = Expression(source, f"{where}.data.assign.{name}")
-            elif kind == "jump":
-                if data.get("workflowId") not in workflow_ids:
-                    self.error(where, f"A jump names an existing workflowId (got {data.get('workflowId')!r}).")
-            elif kind == "media" and "url" not in templates:
-                self.error(where, "A media step needs a url.")
-            elif kind == "api":
-                if not isinstance(data.get("tool"), str):
-                    self.error(where, "An api step names its tool.")
-                for name, source in (data.get("args") or {}).items():
-                    templates[f"args.{name}"] = Template(str(source), f"{where}.data.args.{name}")
+            STEP_TYPES[step["type"]].compile(build)
         except DocumentError as exc:
             for key, messages in exc.details.items():
                 self.errors.setdefault(key, []).extend(messages)
             return None
-        return Step(id=step["id"], type=kind, data=_frozen(data), ports=MappingProxyType(dict(ports)),
-                    templates=MappingProxyType(templates), expressions=MappingProxyType(expressions), **extra)
-
-    def buttons(self, data: dict, where: str) -> dict:
-        items = data.get("buttons")
-        if not isinstance(items, list) or not items:
-            self.error(where, "A buttons step has a non-empty list of buttons.")
-            return {}
-        buttons, entries = [], []
-        for i, item in enumerate(items):
-            if not isinstance(item, dict) or not isinstance(item.get("label"), str):
-                self.error(f"{where}.data.buttons[{i}]", "A button has a label.")
-                continue
-            buttons.append(Button(label=Template(item["label"], f"{where}.data.buttons[{i}].label"),
-                                  value=_frozen(item.get("value", item["label"]))))
-            utterances = item.get("utterances") or []
-            if not isinstance(utterances, list):
-                self.error(f"{where}.data.buttons[{i}]", "utterances is a list of text.")
-                utterances = []
-            value = item.get("value")
-            entries += [(i, item["label"]), *[(i, u) for u in utterances if isinstance(u, str)]]
-            if isinstance(value, str):
-                entries.append((i, value))
-        return {"buttons": tuple(buttons), "button_index": IntentIndex(entries)}
-
-    def capture(self, data: dict, where: str) -> dict:
-        if not isinstance(data.get("variable"), str) or not VARIABLE_NAME_RE.fullmatch(data["variable"]):
-            self.error(where, "A capture step names the variable it fills.")
-        validate = data.get("validate")
-        if validate is not None and validate not in VALIDATORS:
-            self.error(where, f"validate is one of {', '.join(VALIDATORS)} (got {validate!r}).")
-        max_attempts = data.get("maxAttempts", DEFAULT_MAX_ATTEMPTS)
-        if not isinstance(max_attempts, int) or max_attempts < 1:
-            self.error(where, "maxAttempts is a positive integer.")
-        if validate == "regex":
-            try:
-                return {"pattern": re.compile(data.get("pattern"))}
-            except (re.error, TypeError) as exc:
-                self.error(where, f"A regex capture needs a valid pattern: {exc}")
-        return {}
-
-
-_TEMPLATE_FIELDS = {
-    "message": ("text",),
-    "buttons": ("text",),
-    "capture": ("prompt", "retryPrompt"),
-    "media": ("url", "mimeType", "alt"),
-    "handoff": ("reason",),
-    "ai": ("prompt",),
-    "kb": ("question",),
-    "agent": ("instructions",),
-    "data_query": ("sql", "name"),
-}
+        return Step(id=step["id"], type=step["type"], data=frozen(data), ports=MappingProxyType(dict(ports)),
+                    templates=MappingProxyType(build.templates), expressions=MappingProxyType(build.expressions),
+                    compiled=MappingProxyType(build.compiled))

@@ -1,47 +1,24 @@
-"""Values a turn reads from the user and writes to the session: capture validation and JSON-safe copies."""
+"""Values a definition names and a turn stores: variable names, whole numbers, read-only copies of the document's
+JSON and JSON-safe copies of engine values."""
 import re
+from types import MappingProxyType
 from typing import Any
 
-from agents.runtime.spec import Step
-from agents.runtime.types import Action
-
-_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
-_PHONE = re.compile(r"^\+?\d{7,15}$")
+VARIABLE_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")  # variable names, used with fullmatch
 
 
-def capture_value(step: Step, action: Action, text: str | None) -> tuple[bool, Any]:
-    """(valid, value to store) for the answer to a capture step, by its `validate` kind."""
-    kind = step.data.get("validate")
-    if action.type == "media":
-        return (kind is None), dict(action.payload)
-    value = (text or "").strip()
-    if not value:
-        return False, None
-    if kind == "email":
-        return (True, value.lower()) if _EMAIL.fullmatch(value) else (False, None)
-    if kind == "number":
-        try:
-            number = float(value.replace(",", ""))
-        except ValueError:
-            return False, None
-        return True, int(number) if number.is_integer() and "." not in value else number
-    if kind == "phone":
-        digits = re.sub(r"[\s().-]", "", value)
-        return (True, digits) if _PHONE.fullmatch(digits) else (False, None)
-    if kind == "regex":
-        return (True, value) if step.pattern.fullmatch(value) else (False, None)
-    return True, value
+def is_whole_number(value: Any) -> bool:
+    """An int that is not a bool (JSON `true` would otherwise pass as 1)."""
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
-def dig(data: Any, path: str) -> Any:
-    for part in path.split("."):
-        if isinstance(data, dict):
-            data = data.get(part)
-        elif isinstance(data, list) and part.isdigit() and int(part) < len(data):
-            data = data[int(part)]
-        else:
-            return None
-    return data
+def frozen(value: Any) -> Any:
+    """A read-only deep copy of JSON data."""
+    if isinstance(value, dict):
+        return MappingProxyType({k: frozen(v) for k, v in value.items()})
+    if isinstance(value, list):
+        return tuple(frozen(v) for v in value)
+    return value
 
 
 def json_value(value: Any) -> Any:

@@ -94,3 +94,68 @@ def test_spec_is_immutable():
         spec.workflows["x"] = None
     with pytest.raises(AttributeError):
         spec.fallback_message = "changed"
+
+
+@pytest.mark.parametrize(("steps", "where", "fragment"), [
+    ([{"id": "a", "type": "api", "data": {"tool": "t", "args": ["email"]}}], "workflows[0].steps[1]", "args is an"),
+    ([{"id": "a", "type": "api", "data": {"tool": "t", "save": ["balance"]}}], "workflows[0].steps[1]", "save is an"),
+    ([{"id": "m", "type": "message", "data": {"texts": "not a list"}}], "workflows[0].steps[1]", "texts is a list"),
+    ([{"id": "c", "type": "capture", "data": {"variable": "x", "maxAttempts": True}}], "workflows[0].steps[1]",
+     "maxAttempts is a positive integer"),
+    ([{"id": "x", "type": ["message"]}], "workflows[0].steps[1]", "Unknown step type"),
+    ([{"id": "j", "type": "jump", "data": {"workflowId": ["wf"]}}], "workflows[0].steps[1]", "existing workflowId"),
+])
+def test_malformed_step_data_is_reported_not_raised(steps, where, fragment):
+    details = errors_of({"workflows": [workflow([START, *steps], [])]})
+    assert any(fragment in message for message in details[where]), details
+
+
+def test_malformed_connections_are_reported_not_raised():
+    details = errors_of({"workflows": [workflow([START, HELLO], [
+        {"source": ["start"], "port": "next", "target": "hello"},
+        {"source": "start", "port": {"a": 1}, "target": "hello"},
+    ])], "settings": {"startWorkflowId": ["wf"]}})
+    assert set(details) == {"workflows[0].connections[0]", "workflows[0].connections[1]", "settings.startWorkflowId"}
+
+
+# --- settings the turn service reads from the version it runs (parameters are not named `settings`: that is
+# pytest-django's fixture)
+
+
+def test_limits_come_from_the_settings():
+    spec = AgentSpec.from_document({"settings": {"rateLimit": {"perMinute": 30}, "turnTimeoutSeconds": 120}},
+                                   project_id="p", version_id="v")
+    assert (spec.rate_limit_per_minute, spec.turn_timeout_seconds) == (30, 120)
+    assert spec.settings["rateLimit"]["perMinute"] == 30
+
+
+@pytest.mark.parametrize("document_settings", [
+    {}, {"rateLimit": {}}, {"rateLimit": None, "turnTimeoutSeconds": None}, {"rateLimit": {"perMinute": None}},
+])
+def test_limits_are_none_when_not_set(document_settings):
+    spec = AgentSpec.from_document({"settings": document_settings}, project_id="p", version_id="v")
+    assert spec.rate_limit_per_minute is None and spec.turn_timeout_seconds is None
+
+
+def test_limits_at_their_bounds_are_valid():
+    spec = AgentSpec.from_document({"settings": {"rateLimit": {"perMinute": 100_000}, "turnTimeoutSeconds": 3600}},
+                                   project_id="p", version_id="v")
+    assert (spec.rate_limit_per_minute, spec.turn_timeout_seconds) == (100_000, 3600)
+    spec = AgentSpec.from_document({"settings": {"rateLimit": {"perMinute": 1}, "turnTimeoutSeconds": 1}},
+                                   project_id="p", version_id="v")
+    assert (spec.rate_limit_per_minute, spec.turn_timeout_seconds) == (1, 1)
+
+
+@pytest.mark.parametrize(("document_settings", "where"), [
+    ({"rateLimit": 60}, "settings.rateLimit"),
+    ({"rateLimit": [60]}, "settings.rateLimit"),
+    *[({"rateLimit": {"perMinute": bad}}, "settings.rateLimit.perMinute")
+      for bad in (0, -5, 100_001, True, 1.5, 60.0, "60", [60])],
+    *[({"turnTimeoutSeconds": bad}, "settings.turnTimeoutSeconds") for bad in (0, -1, 3601, False, True, 2.5, "30")],
+])
+def test_bad_limits_are_reported_where_they_are(document_settings, where):
+    details = errors_of({"settings": document_settings})
+    assert list(details) == [where]
+    assert details[where] == [
+        "Expected an object." if where == "settings.rateLimit" else
+        f"Expected a positive integer, at most {100_000 if 'perMinute' in where else 3600}."]
