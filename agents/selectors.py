@@ -1,6 +1,9 @@
-"""Reads on projects for the runtime: the frozen AgentSpec of a version, cached in process."""
+"""Reads on projects for the runtime: the frozen AgentSpec of a version, cached in process. A cache hit costs no
+query: a turn never reads or parses a document it has already compiled (keys name immutable definitions)."""
 import threading
 from collections import OrderedDict
+
+from asgiref.sync import sync_to_async
 
 from agents.models import Project, ProjectVersion
 from agents.runtime import AgentSpec
@@ -32,6 +35,10 @@ class _SpecCache:
                 self._items.popitem(last=False)
         return spec
 
+    def get(self, key):
+        with self._lock:
+            return self._items.get(key)
+
     def clear(self) -> None:
         with self._lock:
             self._items.clear()
@@ -59,3 +66,32 @@ def agent_spec_get(*, project: Project, version: str = DEVELOPMENT) -> tuple[Age
         return AgentSpec.from_document(row.snapshot, project_id=project.id, version_id=version_id)
 
     return spec_cache.get_or_build((project.id, version_id), build), version_id
+
+
+def _spec_key(project: Project, version: str) -> tuple[tuple, str] | None:
+    """The cache key and resolved version id, from the project row alone (no document)."""
+    if version == DEVELOPMENT:
+        return (project.id, DEVELOPMENT, project.updated_at.isoformat()), DEVELOPMENT
+    version_id = project.production_version_id if version == PRODUCTION else version
+    if version_id is None:
+        return None
+    return (project.id, version_id), version_id
+
+
+def _development_build(project_id: str) -> AgentSpec:
+    project = Project.objects.get(pk=project_id)
+    return agent_spec_get(project=project, version=DEVELOPMENT)[0]
+
+
+async def agent_spec_aget(*, project: Project, version: str = DEVELOPMENT) -> tuple[AgentSpec, str]:
+    """`agent_spec_get` for async callers: a cache hit is pure; a miss builds in a thread (it reads the document or
+    the version row)."""
+    found = _spec_key(project, version)
+    if found is not None:
+        key, version_id = found
+        spec = spec_cache.get(key)
+        if spec is not None:
+            return spec, version_id
+    if version == DEVELOPMENT and "document" in project.get_deferred_fields():
+        return await sync_to_async(_development_build)(project.id), DEVELOPMENT
+    return await sync_to_async(agent_spec_get)(project=project, version=version)

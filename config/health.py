@@ -1,16 +1,37 @@
-"""Liveness and readiness probes (no authentication)."""
-from django.db import connection
+"""Liveness and readiness probes (no authentication). `/readyz` answers 503 when a dependency the process needs is
+down: the database always, Redis when REDIS_URL is set (the API then degrades — rate limits fail open — but the
+operator must know)."""
+import asyncio
+
 from django.http import JsonResponse
+
+from config import db
+from config.redis import ERRORS, redis_client, redis_configured
 
 
 def healthz(request):
     return JsonResponse({"status": "ok"})
 
 
-def readyz(request):
+async def _check_database() -> str:
     try:
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT 1")
+        await asyncio.wait_for(db.ping(), timeout=3)
     except Exception:
-        return JsonResponse({"status": "unavailable", "database": "unreachable"}, status=503)
-    return JsonResponse({"status": "ok", "database": "ok"})
+        return "unreachable"
+    return "ok"
+
+
+async def _check_redis() -> str:
+    try:
+        await asyncio.wait_for(redis_client().ping(), timeout=1)
+    except (*ERRORS, Exception):
+        return "unreachable"
+    return "ok"
+
+
+async def readyz(request):
+    checks = {"database": await _check_database()}
+    if redis_configured():
+        checks["redis"] = await _check_redis()
+    ready = all(value == "ok" for value in checks.values())
+    return JsonResponse({"status": "ok" if ready else "unavailable", **checks}, status=200 if ready else 503)

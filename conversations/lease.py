@@ -1,99 +1,173 @@
-"""The lease on a conversation (DESIGN.md "Persistence rules"): a token and an expiry written by one conditional
-statement, so two turns of one user never interleave and no transaction is held while a turn runs.
+"""The lease on a conversation (DESIGN.md "Persistence rules"): the running turn's id and an expiry, written by one
+conditional statement, so two turns of one conversation never interleave and no transaction is held while a turn
+runs. The lease is short (`LEASE_SECONDS`) and the turn renews it while it runs (`lease_renew`, the heartbeat), so
+a turn whose process died frees its conversation within seconds.
 
-A turn's hot path is a handful of statements, so the two that take a lease each do their work in one round trip:
-`UPDATE … RETURNING` takes the lease of the open conversation and reads it back, and `INSERT … ON CONFLICT DO
-NOTHING RETURNING` opens a new conversation already leased. Both are plain SQL that PostgreSQL and SQLite (3.35+)
-share; Django's ORM has no UPDATE … RETURNING."""
-import secrets
+A lease belongs to a conversation id. The v1 API names a conversation by (project, userId) — the user's open one —
+and v2 by its id; `ConversationKey` says which. Taking a lease is one round trip: an `UPDATE … RETURNING` (or, for
+a v1 user with no open conversation, an `INSERT … ON CONFLICT DO NOTHING RETURNING` that opens one already
+leased), with the turn's user message written in the same transaction. The sequence numbers of the turn's two
+messages are reserved by that UPDATE, so a crashed turn never makes the next one reuse them. The statements are
+plain SQL that PostgreSQL and SQLite share (Django's ORM has no UPDATE … RETURNING)."""
+import asyncio
 import time
-from datetime import datetime, timedelta
+from dataclasses import dataclass
+from datetime import timedelta
 
 from django.conf import settings
-from django.db import connection
 from django.utils import timezone
 
-from agents.models import Project
+from agents.ids import new_id
+from config import db
 from config.api.errors import Conflict
-from conversations.models import Conversation
 
-LEASE_MARGIN = timedelta(seconds=30)
-DEFAULT_TURN_TIMEOUT = 120
-
-
-def turn_timeout(project: Project) -> int:
-    value = (project.document.get("settings") or {}).get("turnTimeoutSeconds")
-    return value if isinstance(value, int) and value > 0 else DEFAULT_TURN_TIMEOUT
+CONVERSATION = "conversations_conversation"
+MESSAGE = "conversations_message"
+ROW = ("id, project_id, user_id, platform, version_id, status, state, turn, message_seq, expired_turn_id, "
+       "created_at, updated_at")
 
 
-def _returning() -> str:
-    return ", ".join(connection.ops.quote_name(f.column) for f in Conversation._meta.concrete_fields)
+@dataclass(frozen=True)
+class ConversationKey:
+    """Which conversation: by id (v2), or the open conversation of (project, user_id) (v1)."""
+
+    project_id: str
+    user_id: str | None = None
+    conversation_id: str | None = None
+
+    def where(self) -> tuple[str, list]:
+        if self.conversation_id is not None:
+            return "id = %s AND project_id = %s AND closed_at IS NULL", [self.conversation_id, self.project_id]
+        return "project_id = %s AND user_id = %s AND closed_at IS NULL", [self.project_id, self.user_id]
 
 
-def _when(value: datetime):
-    return connection.ops.adapt_datetimefield_value(value)
+def lease_seconds() -> int:
+    return settings.CONDUET_LEASE_SECONDS
 
 
-def _one(sql: str, params: list) -> Conversation | None:
-    rows = list(Conversation.objects.raw(sql, params))
-    return rows[0] if rows else None
+def row_decode(row: dict | None) -> dict | None:
+    if row is not None:
+        row["state"] = db.json_value(row["state"]) or {}
+        row["created_at"] = db.datetime_value(row["created_at"])
+        row["updated_at"] = db.datetime_value(row["updated_at"])
+    return row
 
 
-def _take(project: Project, user_id: str, token: str, now: datetime, expires: datetime, reserve: int):
-    """The open conversation with its lease now ours, if it had none or an expired one."""
-    table = connection.ops.quote_name(Conversation._meta.db_table)
-    return _one(
-        f"UPDATE {table} SET lease_token = %s, lease_expires_at = %s, message_seq = message_seq + %s "
-        f"WHERE project_id = %s AND user_id = %s AND closed_at IS NULL "
-        f"AND (lease_token IS NULL OR lease_expires_at < %s) RETURNING {_returning()}",
-        [token, _when(expires), reserve, project.id, user_id, _when(now)],
-    )
+def _user_message(where: str, params: list, message: dict) -> tuple[str, list]:
+    """INSERT of the turn's user message into the conversation we just leased (found by our lease token)."""
+    sql = (f"INSERT INTO {MESSAGE} (id, conversation_id, seq, turn_id, role, status, action, content, traces, "
+           f"version_id, created_at) SELECT %s, id, message_seq - 1, %s, 'user', 'complete', %s, %s, %s, %s, %s "
+           f"FROM {CONVERSATION} WHERE {where} AND lease_token = %s")
+    return sql, [new_id("msg"), message["turn_id"], db.json_param(message["action"]), message["content"],
+                 db.json_param([]), message["version_id"], db.when(message["now"]), *params, message["turn_id"]]
 
 
-def _open_leased(project: Project, user_id: str, platform: str, token: str, now: datetime, expires: datetime,
-                 reserve: int) -> Conversation | None:
-    """A new open conversation, leased to us; None when the user already has an open one (the partial unique
-    constraint on open conversations refuses the row)."""
-    row = Conversation(project=project, user_id=user_id, platform=platform, lease_token=token,
-                       lease_expires_at=expires, message_seq=reserve, created_at=now, updated_at=now)
-    fields = Conversation._meta.concrete_fields
-    values = [field.get_db_prep_save(field.pre_save(row, add=False), connection) for field in fields]
-    table = connection.ops.quote_name(Conversation._meta.db_table)
-    columns = ", ".join(connection.ops.quote_name(f.column) for f in fields)
-    marks = ", ".join(["%s"] * len(fields))
-    return _one(f"INSERT INTO {table} ({columns}) VALUES ({marks}) ON CONFLICT DO NOTHING RETURNING {_returning()}",
-                values)
+async def _take(key: ConversationKey, token: str, reserve: int, message: dict | None) -> dict | None:
+    """The conversation with its lease now ours, if it had none or an expired one (then `expired_turn_id` names
+    the turn that died holding it)."""
+    now = timezone.now()
+    where, params = key.where()
+    update = (f"UPDATE {CONVERSATION} SET expired_turn_id = lease_token, lease_token = %s, lease_expires_at = %s, "
+              f"message_seq = message_seq + %s, stop_turn_id = NULL WHERE {where} "
+              f"AND (lease_token IS NULL OR lease_expires_at < %s) RETURNING {ROW}")
+    statements = [(update, [token, db.when(now + timedelta(seconds=lease_seconds())), reserve, *params,
+                            db.when(now)])]
+    if message is not None:
+        statements.append(_user_message(where, params, {**message, "now": now}))
+    rows = (await db.run(statements, atomic=True))[0]
+    return row_decode(rows[0]) if rows else None
 
 
-def lease_acquire(*, project: Project, user_id: str, platform: str = "api", reserve_messages: int = 0,
-                  create: bool = True) -> tuple[Conversation | None, str]:
-    """Takes the lease of the user's open conversation (opening one if `create`), waiting up to
-    CONDUET_TURN_WAIT_SECONDS for a running turn to end, then 409. `reserve_messages` sequence numbers are taken
-    in the same statement, so a crashed turn can never make the next one reuse its numbers."""
-    token = secrets.token_hex(16)
-    ttl = timedelta(seconds=turn_timeout(project)) + LEASE_MARGIN
+async def _open(key: ConversationKey, token: str, reserve: int, platform: str, message: dict | None) -> dict | None:
+    """A new open conversation of a v1 user, leased to us; None when the user already has an open one (the partial
+    unique constraint on open conversations refuses the row)."""
+    now = timezone.now()
+    insert = (f"INSERT INTO {CONVERSATION} (id, project_id, user_id, platform, version_id, status, state, turn, "
+              f"message_seq, lease_token, lease_expires_at, created_at, updated_at) "
+              f"VALUES (%s, %s, %s, %s, 'development', 'active', %s, 0, %s, %s, %s, %s, %s) "
+              f"ON CONFLICT DO NOTHING RETURNING {ROW}")
+    statements = [(insert, [new_id("conv"), key.project_id, key.user_id, platform, db.json_param({}), reserve, token,
+                            db.when(now + timedelta(seconds=lease_seconds())), db.when(now), db.when(now)])]
+    if message is not None:
+        where, params = key.where()
+        statements.append(_user_message(where, params, {**message, "now": now}))
+    rows = (await db.run(statements, atomic=True))[0]
+    return row_decode(rows[0]) if rows else None
+
+
+async def _exists(key: ConversationKey) -> bool:
+    where, params = key.where()
+    return await db.fetch_one(f"SELECT 1 AS one FROM {CONVERSATION} WHERE {where}", params) is not None
+
+
+async def lease_acquire(*, key: ConversationKey, token: str, platform: str = "api", reserve_messages: int = 0,
+                        user_message: dict | None = None, create: bool = True) -> dict | None:
+    """Takes the lease of the conversation (opening a v1 user's if `create`), waiting up to
+    CONDUET_TURN_WAIT_SECONDS for a running turn to end, then 409. Returns the conversation row, or None when it
+    does not exist and may not be created. `user_message` ({turn_id, action, content, version_id}) is stored in
+    the same transaction, at the first of the reserved sequence numbers."""
     deadline = time.monotonic() + settings.CONDUET_TURN_WAIT_SECONDS
     delay = 0.005
     while True:
-        now = timezone.now()
-        conversation = _take(project, user_id, token, now, now + ttl, reserve_messages)
-        if conversation is None and create:
-            conversation = _open_leased(project, user_id, platform, token, now, now + ttl, reserve_messages)
-        if conversation is not None:
-            return conversation, token
-        if not create and not Conversation.objects.filter(project=project, user_id=user_id,
-                                                          closed_at__isnull=True).exists():
-            return None, token
+        row = await _take(key, token, reserve_messages, user_message)
+        if row is None and create and key.conversation_id is None:
+            row = await _open(key, token, reserve_messages, platform, user_message)
+        if row is not None:
+            if row["expired_turn_id"]:
+                await turn_mark_dead(turn_id=row["expired_turn_id"])
+            return row
+        if not await _exists(key):
+            if key.conversation_id is not None or not create:
+                return None
+            continue  # the user's conversation was closed between our two statements: open a new one
         if time.monotonic() >= deadline:
-            raise Conflict("Another turn for this user is still running; retry when it has finished.")
-        time.sleep(delay)
+            raise Conflict("Another turn of this conversation is still running; retry when it has finished.")
+        await asyncio.sleep(delay)
         delay = min(delay * 2, 0.05)
 
 
-def lease_release(conversation: Conversation, token: str, **changes) -> bool:
-    """Frees the conversation, writing `changes` with it, if the lease is still ours."""
-    changes.setdefault("updated_at", timezone.now())
-    released = Conversation.objects.filter(pk=conversation.pk, lease_token=token).update(
-        lease_token=None, lease_expires_at=None, **changes
-    )
-    return bool(released)
+async def lease_renew(*, conversation_id: str, token: str) -> tuple[bool, bool]:
+    """The heartbeat: pushes the expiry on if the lease is still ours. Returns (still ours, stop requested)."""
+    expires = timezone.now() + timedelta(seconds=lease_seconds())
+    row = await db.fetch_one(
+        f"UPDATE {CONVERSATION} SET lease_expires_at = %s WHERE id = %s AND lease_token = %s RETURNING stop_turn_id",
+        [db.when(expires), conversation_id, token])
+    return row is not None, bool(row and row["stop_turn_id"] == token)
+
+
+def release_statement(*, conversation_id: str, token: str, changes: dict) -> tuple[str, list]:
+    """The UPDATE that frees the conversation if the lease is still ours, writing `changes` with it (JSON values
+    already adapted with `db.json_param`); RETURNING tells whether it did."""
+    assignments = ["lease_token = NULL", "lease_expires_at = NULL", "stop_turn_id = NULL", "updated_at = %s"]
+    params: list = [db.when(timezone.now())]
+    for column, value in changes.items():
+        if column == "turn":
+            assignments.append("turn = turn + 1" if value == "+1" else "turn = %s")
+            if value != "+1":
+                params.append(value)
+        else:
+            assignments.append(f"{column} = %s")
+            params.append(value)
+    sql = (f"UPDATE {CONVERSATION} SET {', '.join(assignments)} WHERE id = %s AND lease_token = %s "
+           f"RETURNING id, turn, status, version_id, state, created_at, updated_at")
+    return sql, [*params, conversation_id, token]
+
+
+async def lease_release(*, conversation_id: str, token: str, changes: dict | None = None) -> dict | None:
+    """Frees the conversation (writing `changes`) if the lease is still ours; returns its new row, else None."""
+    rows = await db.fetch(*release_statement(conversation_id=conversation_id, token=token, changes=changes or {}))
+    return row_decode(rows[0]) if rows else None
+
+
+async def turn_mark_dead(*, turn_id: str) -> None:
+    """A turn whose lease expired while it ran (its process died, or the database went away mid-turn): its user
+    message stays, and a `failed` reply with no content takes the sequence number it had reserved, so the
+    transcript says what happened."""
+    await db.fetch(
+        f"INSERT INTO {MESSAGE} (id, conversation_id, seq, turn_id, role, status, action, content, traces, "
+        f"version_id, created_at) SELECT %s, u.conversation_id, u.seq + 1, u.turn_id, 'assistant', 'failed', NULL, "
+        f"'', %s, u.version_id, %s FROM {MESSAGE} u WHERE u.turn_id = %s AND u.role = 'user' AND NOT EXISTS "
+        f"(SELECT 1 FROM {MESSAGE} r WHERE r.turn_id = u.turn_id AND r.role = 'assistant')",
+        [new_id("msg"), db.json_param([{"type": "error", "payload": {
+            "error": "This turn stopped when its server process or database connection was lost.",
+            "code": "TURN_LOST"}}]), db.when(timezone.now()), turn_id])

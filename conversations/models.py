@@ -30,6 +30,11 @@ class Conversation(models.Model):
     message_seq = models.PositiveIntegerField(default=0, help_text="sequence number of the last message")
     lease_token = models.CharField(max_length=32, null=True, blank=True, editable=False)  # noqa: DJ001 (NULL = no lease)
     lease_expires_at = models.DateTimeField(null=True, blank=True, editable=False)
+    stop_turn_id = models.CharField(  # noqa: DJ001 (NULL = no stop asked)
+        max_length=32, null=True, blank=True, editable=False, help_text="the running turn a client asked to stop")
+    expired_turn_id = models.CharField(  # noqa: DJ001 (NULL = the last lease was released)
+        max_length=32, null=True, blank=True, editable=False,
+        help_text="the turn whose lease had expired when the current lease was taken (it died)")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
     closed_at = models.DateTimeField(null=True, blank=True)
@@ -76,3 +81,21 @@ class Message(models.Model):
 
     def __str__(self) -> str:
         return f"{self.conversation_id}#{self.seq} {self.role}"
+
+
+class TurnEvent(models.Model):
+    """The event log of a running turn when no Redis is configured (`conversations/events.py`): what a client
+    resuming the stream on another process reads. Rows are written in batches while a slow turn runs and deleted
+    when its reply is stored (a finished turn replays from its message)."""
+
+    id = models.BigAutoField(primary_key=True)
+    turn_id = models.CharField(max_length=32)
+    seq = models.PositiveIntegerField()
+    data = models.JSONField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["turn_id", "seq"], name="turn_event_seq_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.turn_id}:{self.seq}"

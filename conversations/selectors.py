@@ -1,7 +1,9 @@
 """Reads on conversations for the API."""
-from agents.models import Project
-from conversations.models import Conversation
+from config import db
+from conversations.lease import CONVERSATION, ROW, ConversationKey, row_decode
 
 
-def conversation_open_get(*, project: Project, user_id: str) -> Conversation | None:
-    return Conversation.objects.filter(project=project, user_id=user_id, closed_at__isnull=True).first()
+async def conversation_aget(*, key: ConversationKey) -> dict | None:
+    """The open conversation (v1) or the conversation (v2) as a row, or None."""
+    where, params = key.where()
+    return row_decode(await db.fetch_one(f"SELECT {ROW} FROM {CONVERSATION} WHERE {where}", params))

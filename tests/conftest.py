@@ -8,6 +8,15 @@ from agents.selectors import spec_cache
 from agents.services import developer_token_create, project_api_key_create, project_create, version_publish
 from tests.factories import MembershipFactory, ProjectFactory, UserFactory, WorkspaceFactory
 
+pytest_plugins = ["tests.fakes.tool_server"]  # the `tool_server` fixture: a real HTTP tool endpoint on loopback
+
+
+@pytest.fixture(autouse=True)
+def _django_connection_for_turns(settings):
+    """In-process tests run the turn's SQL on Django's connection, inside the test's transaction (config/db.py);
+    the daphne processes that the `server` tests start use psycopg's async pool on PostgreSQL, as production does."""
+    settings.CONDUET_DB_ASYNC_POOL = False
+
 
 @pytest.fixture(autouse=True)
 def _fresh_caches(request):
@@ -108,3 +117,12 @@ def daphne_url(django_db_setup, django_db_blocker, tmp_path_factory):
     log_path = tmp_path_factory.mktemp("daphne") / "daphne.log"
     with daphne_server(env=env, log_path=log_path) as url:
         yield url
+
+
+@pytest.fixture
+def slow_project(workspace, tool_server, settings):
+    """A project whose launch says a line, then calls a 5 s HTTP tool (allowed on loopback)."""
+    from tests.turns import slow_document
+
+    settings.CONDUET_OUTBOUND_ALLOWLIST = ["127.0.0.1"]
+    return project_create(workspace=workspace, name="Slow", document=slow_document(tool_server.url))

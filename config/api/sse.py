@@ -1,5 +1,4 @@
 """Server-Sent Events for async views: event formatting, the 15 s `: ping` keepalive, and the response itself."""
-import asyncio
 import json
 from collections.abc import AsyncIterator
 
@@ -19,21 +18,6 @@ def sse_event(data, *, id: str | None = None, event: str | None = None) -> str:
         lines.append(f"event: {event}")
     lines.extend(f"data: {line}" for line in text.split("\n"))
     return "\n".join(lines) + "\n\n"
-
-
-async def drain_with_pings(queue: asyncio.Queue, *, ping_seconds: float, end=None) -> AsyncIterator:
-    """Yields the queue's items until `end`, and PING whenever nothing arrived for `ping_seconds`.
-
-    Waiting on `queue.get()` (not on a generator) makes the timeout safe: cancelling a get loses nothing."""
-    while True:
-        try:
-            item = await asyncio.wait_for(queue.get(), timeout=ping_seconds)
-        except TimeoutError:
-            yield PING
-            continue
-        if item is end:
-            return
-        yield item
 
 
 def event_stream_response(events: AsyncIterator[str], *, status: int = 200) -> StreamingHttpResponse:

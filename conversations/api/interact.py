@@ -1,21 +1,27 @@
-"""What both interact endpoints (JSON and SSE) do before the turn runs: scope checks, the per-user rate limit and
-body validation, turned into a `TurnRequest`. Pure of DRF's request object so the async view can call it."""
+"""What the v1 turn endpoints do before a turn runs: scope checks, body validation, the version's spec and the
+per-user rate limit, turned into a `TurnRequest` (shared by the JSON and the SSE endpoints)."""
+from asgiref.sync import sync_to_async
 from rest_framework.exceptions import ValidationError
 
 from agents.authentication import Credential, project_for_credential
-from agents.selectors import PRODUCTION
+from agents.models import Project
+from agents.selectors import PRODUCTION, agent_spec_aget
 from config.api.errors import Forbidden
 from config.api.ratelimit import interact_rate_limit_hit
 from conversations.api.serializers import InteractInputSerializer, validate_user_id
-from conversations.services import TurnRequest
+from conversations.lease import ConversationKey
+from conversations.turns import TurnRequest
 
 WIDGET_USER_PREFIX = "anon_"
 
 
-def project_for_user_call(credential: Credential, headers, user_id: str, *, widget_allowed: bool):
+async def project_for_user_call(credential: Credential, request, user_id: str, *, widget_allowed: bool) -> Project:
     """The project a /conversations/{userId}/… call acts on, after the widget key's limits."""
     validate_user_id(user_id)
-    project = project_for_credential(credential, headers.get("X-Project-Id"))
+    if credential.kind == "project":
+        project = credential.project
+    else:
+        project = await sync_to_async(project_for_credential)(credential, request.headers.get("X-Project-Id"))
     if credential.is_widget:
         if not widget_allowed:
             raise Forbidden("A widget key may only interact and read state.")
@@ -24,23 +30,30 @@ def project_for_user_call(credential: Credential, headers, user_id: str, *, widg
     return project
 
 
-def interact_request_build(*, http_request, credential: Credential, user_id: str, data) -> TurnRequest:
-    project = project_for_user_call(credential, http_request.headers, user_id, widget_allowed=True)
-    interact_rate_limit_hit(http_request, project=project, user_key=user_id)
+async def interact_request_build(*, request, credential: Credential, user_id: str, data) -> TurnRequest:
+    project = await project_for_user_call(credential, request, user_id, widget_allowed=True)
     if not isinstance(data, dict):
         raise ValidationError({"non_field_errors": ["The body must be a JSON object with an action."]})
     serializer = InteractInputSerializer(data=data)
     serializer.is_valid(raise_exception=True)
     body = serializer.validated_data
     version = body.get("versionId") or (PRODUCTION if credential.is_widget else "development")
-    if credential.is_widget and version != PRODUCTION:
-        raise Forbidden("A widget key runs the production version only.")
     config = body.get("config") or {}
+    if credential.is_widget:
+        if version != PRODUCTION:
+            raise Forbidden("A widget key runs the production version only.")
+        if config.get("debug"):
+            raise Forbidden("A widget key may not ask for debug traces.")
+    spec, version_id = await agent_spec_aget(project=project, version=version)
+    await interact_rate_limit_hit(request, project_id=project.id, user_key=user_id,
+                                  per_minute=spec.rate_limit_per_minute,
+                                  widget_key_id=credential.key_id if credential.is_widget else None)
     return TurnRequest(
         project=project,
-        user_id=user_id,
+        key=ConversationKey(project_id=project.id, user_id=user_id),
         action=body["action"],
-        version=version,
+        spec=spec,
+        version_id=version_id,
         debug=bool(config.get("debug")),
         exclude_types=frozenset(config.get("excludeTypes") or ()),
         platform="widget" if credential.is_widget else "api",

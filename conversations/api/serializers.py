@@ -14,6 +14,28 @@ MAX_TEXT = 4000
 _url = URLValidator(schemes=["http", "https"])
 
 
+TURN_ID_RE = re.compile(r"turn_[0-9a-f]{20}")
+MAX_TURN = 2**31 - 1  # the turn counter's column is a 32-bit integer
+
+
+def validate_turn_id(turn_id: str | None) -> str:
+    if not turn_id or not TURN_ID_RE.fullmatch(turn_id):
+        raise ApiError("turn must be a turn id (turn_ followed by 20 hex digits).",
+                       details={"turn": ["Invalid turn id."]})
+    return turn_id
+
+
+def last_event_seq(last_event_id: str | None, turn_id: str) -> int:
+    """The sequence number in `Last-Event-ID` (`<turnId>:<seq>`), 0 when absent: replay from the start."""
+    if not last_event_id:
+        return 0
+    event_turn, _, seq = last_event_id.strip().partition(":")
+    if event_turn != turn_id or not seq.isdigit() or len(seq) > 9:
+        raise ApiError("Last-Event-ID must be an event id of this turn (<turnId>:<seq>).",
+                       details={"Last-Event-ID": ["Not an event id of this turn."]})
+    return int(seq)
+
+
 def validate_user_id(user_id: str) -> str:
     if not USER_ID_RE.fullmatch(user_id):
         raise ApiError(
@@ -105,7 +127,7 @@ class StackFrameSerializer(serializers.Serializer):
 
 class WaitingSerializer(StackFrameSerializer):
     kind = serializers.ChoiceField(choices=["buttons", "capture"])
-    attempts = serializers.IntegerField(min_value=0, required=False, default=0)
+    attempts = serializers.IntegerField(min_value=0, max_value=MAX_TURN, required=False, default=0)
 
 
 class HistoryEntrySerializer(serializers.Serializer):
@@ -118,7 +140,7 @@ class StateInputSerializer(serializers.Serializer):
 
     versionId = StrictCharField(required=False, default="development", max_length=64)
     status = serializers.ChoiceField(choices=["active", "ended", "handoff"], required=False, default="active")
-    turn = serializers.IntegerField(min_value=0, required=False, default=0)
+    turn = serializers.IntegerField(min_value=0, max_value=MAX_TURN, required=False, default=0)
     variables = serializers.DictField(required=False, default=dict,
                                       help_text="Keys are variable names: letters, digits and _, no leading digit.")
     stack = StackFrameSerializer(many=True, required=False, default=list)

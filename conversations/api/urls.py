@@ -1,11 +1,11 @@
 from django.urls import path
 
-from conversations.api.stream import conversation_interact_stream
-from conversations.api.v1 import ConversationInteractApi, ConversationStateApi, ConversationVariablesUpdateApi
+from conversations.api import v1
 
 urlpatterns = [
-    path("v1/conversations/<str:user_id>/interact", ConversationInteractApi.as_view()),
-    path("v1/conversations/<str:user_id>/interact/stream", conversation_interact_stream),
-    path("v1/conversations/<str:user_id>/state", ConversationStateApi.as_view()),
-    path("v1/conversations/<str:user_id>/variables", ConversationVariablesUpdateApi.as_view()),
+    path("v1/conversations/<str:user_id>/interact", v1.interact_view),
+    path("v1/conversations/<str:user_id>/interact/stream", v1.interact_stream_view),
+    path("v1/conversations/<str:user_id>/interact/stop", v1.interact_stop_view),
+    path("v1/conversations/<str:user_id>/state", v1.state_view),
+    path("v1/conversations/<str:user_id>/variables", v1.variables_view),
 ]

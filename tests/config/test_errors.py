@@ -20,12 +20,12 @@ def test_unknown_paths_outside_the_api_are_not_forced_to_json(client):
 
 
 def test_a_server_fault_is_json_500_without_a_traceback(server_client, monkeypatch):
-    from conversations import services
+    from conversations.api import v1
 
-    def explode(**_kwargs):
+    async def explode(**_kwargs):
         raise RuntimeError("secret internals: /srv/conduet/services.py line 12")
 
-    monkeypatch.setattr(services, "turn_run", explode)
+    monkeypatch.setattr(v1, "turn_start", explode)
     response = server_client.post("/api/v1/conversations/jane/interact",
                                   {"action": {"type": "launch", "payload": None}}, format="json")
 

@@ -3,7 +3,7 @@ import pytest
 
 from agents.runtime import Action
 from conversations.models import Conversation, Message
-from conversations.services import TurnRequest, turn_begin, turn_run
+from tests.turns import run_turn_now
 
 pytestmark = pytest.mark.django_db
 
@@ -12,7 +12,7 @@ pytestmark = pytest.mark.django_db
 def conversation(demo_project):
     for action in (Action("launch", None), Action("button", {"label": "Account help", "value": "account"}),
                    Action("text", "not-an-email")):
-        turn_run(request=TurnRequest(project=demo_project, user_id="jane", action=action))
+        run_turn_now(demo_project, action)
     return Conversation.objects.get()
 
 
@@ -30,9 +30,8 @@ def test_conversation_page_shows_the_transcript(admin_client, conversation):
 
 
 def test_an_interrupted_reply_is_marked(admin_client, demo_project):
-    turn = turn_begin(request=TurnRequest(project=demo_project, user_id="jane", action=Action("launch", None)))
-    next(iter(turn.run()))
-    turn.fail(Message.Status.INTERRUPTED)
+    run_turn_now(demo_project, Action("launch", None))
+    Message.objects.filter(role=Message.Role.ASSISTANT).update(status=Message.Status.INTERRUPTED)
 
     html = admin_client.get(f"/admin/conversations/conversation/{Conversation.objects.get().pk}/change/"
                             ).content.decode()

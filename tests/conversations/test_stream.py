@@ -1,13 +1,16 @@
 """POST /interact/stream (API.md §2) read by a real HTTP client from a real daphne process."""
-import asyncio
 import json
 
 import httpx
 import pytest
+from asgiref.sync import async_to_sync
 from httpx_sse import connect_sse
 
-from config.api.sse import PING, drain_with_pings
+from agents.runtime import Action
+from agents.selectors import agent_spec_aget
+from conversations.lease import ConversationKey
 from conversations.models import Message
+from conversations.turns import TurnRequest, turn_start
 
 LAUNCH = {"action": {"type": "launch", "payload": None}}
 
@@ -92,27 +95,26 @@ def test_unknown_paths_and_methods_are_json_under_daphne(daphne_url, project_key
     assert (wrong.status_code, wrong.json()["code"]) == (405, "METHOD_NOT_ALLOWED")
 
 
-def test_idle_streams_get_pings_between_events():
+def test_idle_streams_get_pings_between_events(workspace, tool_server, settings):
+    """While a turn waits on a slow tool, its followers get a ping (None) per idle interval, then the rest."""
+    from agents.services import project_create
+    from tests.turns import slow_document
+
+    settings.CONDUET_OUTBOUND_ALLOWLIST = ["127.0.0.1"]
+    project = project_create(workspace=workspace, name="Slow", document=slow_document(tool_server.url, seconds=0.5))
+
     async def scenario():
-        queue: asyncio.Queue = asyncio.Queue()
-        end = object()
+        spec, version_id = await agent_spec_aget(project=project)
+        turn = await turn_start(request=TurnRequest(project=project, key=ConversationKey(project.id, "jane"),
+                                                    action=Action("launch", None), spec=spec, version_id=version_id))
+        return [None if event is None else event.data async for event in turn.follow(idle=0.1)]
 
-        async def produce():
-            await queue.put("first")
-            await asyncio.sleep(0.35)
-            await queue.put("second")
-            await queue.put(end)
+    items = async_to_sync(scenario)()
 
-        producer = asyncio.create_task(produce())
-        items = [item async for item in drain_with_pings(queue, ping_seconds=0.1, end=end)]
-        await producer
-        return items
-
-    items = asyncio.run(scenario())
-
-    assert items[0] == "first" and items[-1] == "second"
-    assert items.count(PING) >= 2  # one per idle 0.1 s; a loaded machine may add more, never fewer
-    assert set(items[1:-1]) == {PING}
+    assert items[0]["payload"]["message"] == "Looking it up…"
+    assert items[-2]["payload"]["message"] == "Done after 0.5 s." and items[-1] == "[DONE]"
+    assert items.count(None) >= 2  # one per idle 0.1 s; a loaded machine may add more, never fewer
+    assert set(map(str, items[1:-2])) == {"None"}
 
 
 @pytest.mark.server

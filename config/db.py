@@ -1,0 +1,179 @@
+"""Async SQL for the turn's hot path (DESIGN.md "Scale"): a connection is held only around a statement, never
+across awaited I/O.
+
+On PostgreSQL the statements run on psycopg's async pool (one per event loop, opened lazily, each connection
+checked when taken so that a restarted server costs no request). Elsewhere (SQLite, or `CONDUET_DB_ASYNC_POOL`
+off, as the in-process tests do so that they see their own transaction) they run on Django's connection in the
+thread that asgiref keeps for sync work. The SQL text is the same for both: `%s` placeholders, and the helpers
+below adapt JSON and datetimes to the database in use."""
+import asyncio
+import json
+import weakref
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.db import connections, transaction
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
+
+Statement = tuple[str, Sequence]
+
+
+def is_postgres() -> bool:
+    return connections["default"].vendor == "postgresql"
+
+
+def quote(name: str) -> str:
+    return connections["default"].ops.quote_name(name)
+
+
+def json_param(value):
+    """A JSON value as a statement parameter (jsonb on PostgreSQL, text on SQLite)."""
+    if is_postgres():
+        from psycopg.types.json import Jsonb
+
+        return Jsonb(value)
+    return json.dumps(value, separators=(",", ":"))
+
+
+def json_value(value):
+    """A JSON column as read back (PostgreSQL decodes jsonb itself)."""
+    return json.loads(value) if isinstance(value, str | bytes) else value
+
+
+def when(value: datetime):
+    return value if is_postgres() else connections["default"].ops.adapt_datetimefield_value(value)
+
+
+def datetime_value(value) -> datetime | None:
+    """A datetime column as read back: SQLite gives naive UTC (or text), PostgreSQL aware values."""
+    if isinstance(value, str):
+        value = parse_datetime(value)
+    if value is not None and timezone.is_naive(value):
+        value = value.replace(tzinfo=UTC)
+    return value
+
+
+def _use_pool() -> bool:
+    return is_postgres() and settings.CONDUET_DB_ASYNC_POOL
+
+
+# --- PostgreSQL: psycopg's async pool, one per event loop (a pool's connections belong to the loop that made them)
+
+_pools: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, object]" = weakref.WeakKeyDictionary()
+_pool_locks: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock]" = weakref.WeakKeyDictionary()
+
+
+def _conninfo() -> dict:
+    db = connections["default"].settings_dict
+    options = {k: v for k, v in (db.get("OPTIONS") or {}).items() if k not in ("pool", "server_side_binding")}
+    params = {"dbname": db["NAME"], "user": db.get("USER") or None, "password": db.get("PASSWORD") or None,
+              "host": db.get("HOST") or None, "port": db.get("PORT") or None, **options}
+    return {k: v for k, v in params.items() if v not in (None, "")}
+
+
+async def _pool():
+    loop = asyncio.get_running_loop()
+    pool = _pools.get(loop)
+    if pool is not None:
+        return pool
+    lock = _pool_locks.setdefault(loop, asyncio.Lock())
+    async with lock:
+        if loop not in _pools:
+            from psycopg.rows import dict_row
+            from psycopg_pool import AsyncConnectionPool
+
+            pool = AsyncConnectionPool(
+                kwargs={**_conninfo(), "autocommit": True, "row_factory": dict_row},
+                min_size=settings.CONDUET_DB_POOL_MIN, max_size=settings.CONDUET_DB_POOL_MAX,
+                timeout=settings.CONDUET_DB_POOL_TIMEOUT, check=AsyncConnectionPool.check_connection,
+                name="conduet-async", open=False,
+            )
+            await pool.open()
+            _pools[loop] = pool
+    return _pools[loop]
+
+
+async def _pool_run(statements: Sequence[Statement], atomic: bool) -> list[list[dict]]:
+    pool = await _pool()
+    async with pool.connection() as conn:
+        if len(statements) == 1:
+            return [await _pool_fetch(conn, *statements[0])]
+        # Pipeline mode sends the statements (and BEGIN/COMMIT) together: one round trip, not four.
+        async with conn.pipeline() as pipeline:
+            async with conn.transaction() if atomic else _nothing_async():
+                cursors = [await conn.execute(sql, params) for sql, params in statements]
+            await pipeline.sync()
+            return [await cursor.fetchall() if cursor.description else [] for cursor in cursors]
+
+
+async def _pool_fetch(conn, sql: str, params) -> list[dict]:
+    cursor = await conn.execute(sql, params)
+    return await cursor.fetchall() if cursor.description else []
+
+
+async def pool_close() -> None:
+    """Closes this loop's pool (tests and shutdown)."""
+    pool = _pools.pop(asyncio.get_running_loop(), None)
+    if pool is not None:
+        await pool.close()
+
+
+# --- Django's connection, in asgiref's sync thread
+
+def _django_run(statements: Sequence[Statement], atomic: bool) -> list[list[dict]]:
+    connection = connections["default"]
+    results = []
+    with transaction.atomic() if atomic and len(statements) > 1 else _nothing():
+        with connection.cursor() as cursor:
+            for sql, params in statements:
+                cursor.execute(sql, params)
+                if cursor.description:
+                    names = [column[0] for column in cursor.description]
+                    results.append([dict(zip(names, row, strict=True)) for row in cursor.fetchall()])
+                else:
+                    results.append([])
+    return results
+
+
+class _nothing:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+class _nothing_async:
+    async def __aenter__(self):
+        return self
+
+    async def __aexit__(self, *exc):
+        return False
+
+
+_django_run_async = sync_to_async(_django_run, thread_sensitive=True)
+
+
+# --- the API
+
+async def run(statements: Sequence[Statement], *, atomic: bool = False) -> list[list[dict]]:
+    """Runs the statements on one connection (in one transaction if `atomic`); returns each one's rows."""
+    if _use_pool():
+        return await _pool_run(statements, atomic)
+    return await _django_run_async(statements, atomic)
+
+
+async def fetch(sql: str, params: Sequence = ()) -> list[dict]:
+    return (await run([(sql, params)]))[0]
+
+
+async def fetch_one(sql: str, params: Sequence = ()) -> dict | None:
+    rows = await fetch(sql, params)
+    return rows[0] if rows else None
+
+
+async def ping() -> None:
+    await fetch("SELECT 1")

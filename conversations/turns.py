@@ -1,0 +1,380 @@
+"""The turn pipeline (DESIGN.md "Scale"): every surface — v1 interact and interact/stream, later the project chat and
+v2 — runs a turn through `turn_start` and only formats the events it follows (a JSON array, or SSE).
+
+    turn = await turn_start(request=…)          # the lease (409 after the wait), the user message: one round trip
+    async for event in turn.follow():           # each trace as soon as the engine yields it, then DONE
+        …
+
+`turn_start` takes the conversation's lease and stores the user message, then runs the turn in its own task, so
+that it runs to its end (bounded by the version's turn timeout) even if the client goes away. The task publishes
+every trace as an event to the followers in this process and, once the turn has run longer than
+CONDUET_EVENT_FLUSH_SECONDS, to the shared event log that a client resuming on another process reads
+(`conversations/events.py`). A watcher renews the lease while the turn runs and looks for a stop asked anywhere.
+Completion, failure, timeout, a stop and the loss of the lease all end in `_store`: the reply (with what was
+produced) and the conversation's new state are written in one transaction that also frees the lease."""
+import asyncio
+import logging
+import secrets
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.utils import timezone
+
+from agents.ids import new_id
+from agents.models import Project
+from agents.ports import ports_for
+from agents.runtime import Action, AgentSpec, run_turn
+from config import db
+from config.api.errors import Conflict, NotFound
+from config.api.sse import DONE
+from config.metrics import TURN_SECONDS, TURNS
+from conversations import events as event_log
+from conversations.lease import MESSAGE, ConversationKey, lease_acquire, lease_renew, release_statement
+
+log = logging.getLogger("conduet.turns")
+
+ENGINE_STATE_KEYS = ("variables", "stack", "waiting", "history")
+COMPLETE, INTERRUPTED, FAILED = "complete", "interrupted", "failed"
+
+
+def new_turn_id() -> str:
+    return f"turn_{secrets.token_hex(10)}"
+
+
+@dataclass(frozen=True)
+class TurnRequest:
+    project: Project
+    key: ConversationKey
+    action: Action
+    spec: AgentSpec
+    version_id: str
+    debug: bool = False
+    exclude_types: frozenset[str] = frozenset()
+    platform: str = "api"
+
+
+@dataclass(frozen=True)
+class TurnEvent:
+    """One event of a turn's stream: a trace (or the error that ended it), or DONE. `seq` is the trace's place in
+    the turn (1-based), so the SSE id `<turnId>:<seq>` names the same event on every process and in the replay."""
+
+    seq: int
+    data: dict | str
+
+    @property
+    def done(self) -> bool:
+        return self.data == DONE
+
+
+def user_content(action: Action) -> str:
+    payload = action.payload
+    if action.type == "text":
+        return payload
+    if action.type == "button":
+        return str(payload.get("label", ""))
+    if action.type == "media":
+        return str(payload.get("url", ""))
+    return ""
+
+
+def engine_state(row: dict) -> dict:
+    state = {key: row["state"].get(key) for key in ENGINE_STATE_KEYS if key in row["state"]}
+    if row["status"] == "ended":
+        # The last turn reached an end step: this one starts over, keeping what is known about the user.
+        state = {"variables": state.get("variables", {}), "history": state.get("history", [])}
+    return state
+
+
+def _error_trace(message: str, code: str) -> dict:
+    return {"type": "error", "payload": {"error": message, "code": code}}
+
+
+_running: dict[str, "RunningTurn"] = {}  # the turns this process runs, by id (a strong reference to each task)
+
+
+class RunningTurn:
+    def __init__(self, request: TurnRequest, conversation: dict, turn_id: str):
+        self.request = request
+        self.id = turn_id
+        self.conversation = conversation
+        self.user_seq = conversation["message_seq"] - 1
+        self.events: list[TurnEvent] = []
+        self.status: str | None = None  # once stored
+        self._wake = asyncio.Event()
+        self._stop_reason: str | None = None
+        self._drive_task: asyncio.Task | None = None
+        self._engine = None
+        self._flushed = 0
+        self._flusher: asyncio.Task | None = None
+        self._started = time.perf_counter()
+        self._first_trace_ms: int | None = None
+        self.task: asyncio.Task | None = None
+
+    # --- followers
+
+    async def follow(self, *, after: int = 0, idle: float | None = None) -> AsyncIterator[TurnEvent | None]:
+        """The events after `after`, as they come, ending with DONE; None whenever nothing came for `idle` s."""
+        index = 0
+        while True:
+            while index < len(self.events):
+                event = self.events[index]
+                index += 1
+                if event.seq > after:
+                    yield event
+                if event.done:
+                    return
+            wake = self._wake
+            try:
+                await asyncio.wait_for(wake.wait(), timeout=idle)
+            except TimeoutError:
+                yield None
+
+    def _publish(self, data) -> None:
+        if self._first_trace_ms is None:
+            self._first_trace_ms = int((time.perf_counter() - self._started) * 1000)
+        self.events.append(TurnEvent(len(self.events) + 1, data))
+        wake, self._wake = self._wake, asyncio.Event()
+        wake.set()
+        if self._flusher is None and data != DONE:
+            self._flusher = asyncio.create_task(self._flush())
+
+    async def _flush(self) -> None:
+        """Writes the events to the shared log in batches, once the turn has outlived the flush delay."""
+        await asyncio.sleep(settings.CONDUET_EVENT_FLUSH_SECONDS)
+        while True:
+            batch = self.events[self._flushed:]
+            if batch:
+                self._flushed += len(batch)
+                await event_log.log_append(self.id, [(e.seq, e.data) for e in batch if not e.done])
+            else:
+                await self._wake.wait()
+
+    # --- the turn
+
+    def stop(self, reason: str) -> None:
+        if self._stop_reason is None and self._drive_task is not None and not self._drive_task.done():
+            self._stop_reason = reason
+            self._drive_task.cancel()
+
+    async def _drive(self) -> None:
+        request, conversation = self.request, self.conversation
+        self._engine = run_turn(
+            request.spec, engine_state(conversation), request.action, ports=ports_for(request.spec),
+            context={"user_id": conversation["user_id"], "platform": conversation["platform"],
+                     "timestamp": timezone.now().isoformat(), "turn": conversation["turn"] + 1},
+            debug=request.debug,
+        )
+        async for trace in self._engine:
+            self._publish(trace)
+
+    async def _run(self) -> None:
+        timeout = self.request.spec.turn_timeout_seconds or settings.CONDUET_TURN_TIMEOUT_SECONDS
+        watcher = asyncio.create_task(self._watch())
+        self._drive_task = asyncio.create_task(self._drive())
+        status, shutting_down = COMPLETE, False
+        try:
+            await asyncio.wait_for(self._drive_task, timeout=timeout)
+        except TimeoutError:
+            status = FAILED
+            self._publish(_error_trace(f"This turn ran past its time limit of {timeout} s.", "TURN_TIMEOUT"))
+        except asyncio.CancelledError:
+            status = INTERRUPTED
+            shutting_down = self._stop_reason is None  # our own task was cancelled: the process is stopping
+        except Exception:
+            log.exception("Turn %s failed", self.id)
+            status = FAILED
+            self._publish(_error_trace("The turn failed because of an internal error.", "INTERNAL"))
+        finally:
+            watcher.cancel()
+        try:
+            await self._store(status)
+        except Exception:
+            log.exception("Could not store turn %s; its lease expires on its own", self.id)
+            if not self.events or self.events[-1].data["type"] != "error":
+                self._publish(_error_trace("The reply could not be stored.", "INTERNAL"))
+            self.status = FAILED
+        finally:
+            await self._close()
+        if shutting_down:
+            raise asyncio.CancelledError
+
+    async def _watch(self) -> None:
+        """The heartbeat (renews the lease every third of its life) and the stop check (every poll)."""
+        conversation_id, beat = self.conversation["id"], settings.CONDUET_LEASE_SECONDS / 3
+        last_beat = time.monotonic()
+        while True:
+            await asyncio.sleep(min(settings.CONDUET_STOP_POLL_SECONDS, beat))
+            stop = False
+            try:
+                if time.monotonic() - last_beat >= beat:
+                    ours, stop = await lease_renew(conversation_id=conversation_id, token=self.id)
+                    last_beat = time.monotonic()
+                    if not ours:
+                        log.warning("Turn %s lost its lease (it ran past it); stopping it", self.id)
+                        self.stop("lease lost")
+                        return
+                if not stop:
+                    stop = await _stop_asked(conversation_id, self.id)
+            except Exception:  # the database is away for a moment: keep running, the lease says how long
+                log.warning("Turn %s could not renew its lease", self.id, exc_info=True)
+                continue
+            if stop:
+                self.stop("stopped")
+                return
+
+    async def _store(self, status: str) -> None:
+        """The reply (what was produced) and, for a complete turn, the new state — one transaction that frees the
+        lease only if it is still ours. A turn that lost its lease keeps its reply, marked interrupted, and does
+        not overwrite the newer state."""
+        traces = [event.data for event in self.events]
+        engine = self._engine
+        if status == COMPLETE:
+            content = engine.reply_text
+            conversation_status = "ended" if engine.ended else "handoff" if engine.handoff else "active"
+            changes = {"state": db.json_param(engine.state), "turn": "+1", "status": conversation_status,
+                       "version_id": self.request.version_id}
+        else:
+            content = "".join(t["payload"].get("message", "") for t in traces if t["type"] == "text")
+            changes = {}
+        message_id = new_id("msg")
+        duration_ms = int((time.perf_counter() - self._started) * 1000)
+        insert = (f"INSERT INTO {MESSAGE} (id, conversation_id, seq, turn_id, role, status, action, content, traces, "
+                  f"version_id, duration_ms, first_trace_ms, created_at) "
+                  f"VALUES (%s, %s, %s, %s, 'assistant', %s, NULL, %s, %s, %s, %s, %s, %s)")
+        insert_params = [message_id, self.conversation["id"], self.user_seq + 1, self.id, status, content,
+                         db.json_param(traces), self.request.version_id, duration_ms, self._first_trace_ms,
+                         db.when(timezone.now())]
+        release = release_statement(conversation_id=self.conversation["id"], token=self.id, changes=changes)
+        _inserted, released = await db.run([(insert, insert_params), release], atomic=True)
+        if not released:
+            status = INTERRUPTED
+            await db.fetch(f"UPDATE {MESSAGE} SET status = %s WHERE id = %s", [INTERRUPTED, message_id])
+        self.status = status
+        TURNS.labels(status).inc()
+        TURN_SECONDS.observe(duration_ms / 1000)
+
+    async def _close(self) -> None:
+        if self._flusher is not None:
+            self._flusher.cancel()
+        if self._flushed:  # readers on other processes may be waiting on the log: wake them
+            try:
+                await event_log.log_close(self.id)
+            except Exception:
+                log.warning("Could not close the event log of turn %s", self.id, exc_info=True)
+        self._publish(DONE)
+        _running.pop(self.id, None)
+
+
+async def _stop_asked(conversation_id: str, turn_id: str) -> bool:
+    if event_log.redis_configured():
+        return await event_log.stop_signalled(turn_id)
+    row = await db.fetch_one("SELECT stop_turn_id FROM conversations_conversation WHERE id = %s", [conversation_id])
+    return bool(row and row["stop_turn_id"] == turn_id)
+
+
+async def turn_start(*, request: TurnRequest) -> RunningTurn:
+    """Takes the lease (409 after the wait; 404 for a conversation id that does not exist), stores the user
+    message, and starts the turn. Raises before the first event, so a view can answer with a plain error."""
+    turn_id = new_turn_id()
+    action = request.action
+    conversation = await lease_acquire(
+        key=request.key, token=turn_id, platform=request.platform, reserve_messages=2,
+        user_message={"turn_id": turn_id, "action": {"type": action.type, "payload": action.payload},
+                      "content": user_content(action), "version_id": request.version_id},
+    )
+    if conversation is None:
+        raise NotFound("Conversation not found.")
+    turn = RunningTurn(request, conversation, turn_id)
+    _running[turn_id] = turn
+    turn.task = asyncio.create_task(turn._run(), name=turn_id)
+    return turn
+
+
+# --- stop and resume, from any process
+
+async def _open_conversation(key: ConversationKey) -> dict | None:
+    where, params = key.where()
+    return await db.fetch_one(
+        f"SELECT id, lease_token, lease_expires_at FROM conversations_conversation WHERE {where}", params)
+
+
+async def _reply(turn_id: str) -> dict | None:
+    row = await db.fetch_one(
+        f"SELECT status, traces FROM {MESSAGE} WHERE turn_id = %s AND role = 'assistant'", [turn_id])
+    if row is not None:
+        row["traces"] = db.json_value(row["traces"])
+    return row
+
+
+async def turn_stop(*, key: ConversationKey) -> dict:
+    """Cancels the conversation's running turn wherever it runs; what it produced is stored as `interrupted` and
+    its lease freed. 409 when no turn is running. Waits up to CONDUET_STOP_WAIT_SECONDS for the turn to stop."""
+    conversation = await _open_conversation(key)
+    expires = db.datetime_value(conversation["lease_expires_at"]) if conversation else None
+    turn_id = conversation["lease_token"] if conversation else None
+    if not turn_id or not turn_id.startswith("turn_") or expires is None or expires < timezone.now():
+        raise Conflict("No turn is running for this user.", details={"turn": ["No running turn to stop."]})
+    local = _running.get(turn_id)
+    if local is not None:
+        local.stop("stopped")
+        await asyncio.wait({local.task}, timeout=settings.CONDUET_STOP_WAIT_SECONDS)
+    else:
+        await db.fetch("UPDATE conversations_conversation SET stop_turn_id = lease_token "
+                       "WHERE id = %s AND lease_token = %s", [conversation["id"], turn_id])
+        await event_log.stop_signal(turn_id)
+    deadline = time.monotonic() + settings.CONDUET_STOP_WAIT_SECONDS
+    while (reply := await _reply(turn_id)) is None and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    if reply is None:
+        return {"turnId": turn_id, "status": "stopping", "traces": []}
+    return {"turnId": turn_id, "status": reply["status"], "traces": reply["traces"]}
+
+
+async def turn_find(*, key: ConversationKey, turn_id: str) -> str:
+    """The id of the conversation the turn belongs to (404 if it is not a turn of this user or conversation)."""
+    column, value = ("c.id", key.conversation_id) if key.conversation_id else ("c.user_id", key.user_id)
+    row = await db.fetch_one(
+        f"SELECT m.conversation_id FROM {MESSAGE} m JOIN conversations_conversation c ON c.id = m.conversation_id "
+        f"WHERE m.turn_id = %s AND m.role = 'user' AND c.project_id = %s AND {column} = %s",
+        [turn_id, key.project_id, value])
+    if row is None:
+        raise NotFound(f"Turn {turn_id} not found.")
+    return row["conversation_id"]
+
+
+async def turn_follow(*, conversation_id: str, turn_id: str, after: int = 0,
+                      idle: float | None = None) -> AsyncIterator[TurnEvent | None]:
+    """A turn's events after `after`, then DONE: live from this process if it runs here; else from the shared
+    event log while it runs elsewhere, and from its stored reply once it is stored (a finished turn replays)."""
+    local = _running.get(turn_id)
+    if local is not None:
+        async for event in local.follow(after=after, idle=idle):
+            yield event
+        return
+    cursor, quiet_since = "0-0", time.monotonic()
+    while True:
+        reply = await _reply(turn_id)
+        if reply is None:
+            row = await db.fetch_one("SELECT lease_token FROM conversations_conversation WHERE id = %s",
+                                     [conversation_id])
+            if row is None or row["lease_token"] != turn_id:
+                reply = await _reply(turn_id) or {"traces": [
+                    _error_trace("This turn stopped when its server process was lost.", "TURN_LOST")]}
+        if reply is not None:
+            traces = reply["traces"]
+            for seq, trace in enumerate(traces, start=1):
+                if seq > after:
+                    yield TurnEvent(seq, trace)
+            yield TurnEvent(len(traces) + 1, DONE)
+            return
+        found, cursor, _closed = await event_log.log_read(turn_id, after=after, cursor=cursor, wait=0.5)
+        for seq, data in found:
+            after = seq
+            yield TurnEvent(seq, data)
+        if found:
+            quiet_since = time.monotonic()
+        elif idle is not None and time.monotonic() - quiet_since >= idle:
+            quiet_since = time.monotonic()
+            yield None
