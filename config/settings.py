@@ -4,19 +4,52 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-from config.env import env_bool, env_int, env_list, env_str
+from config.env import env_bool, env_float, env_int, env_list, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
+# --- Security
 DEBUG = env_bool("DEBUG", False)
+# `manage.py rundemo` and the tests' servers set it: the server may then start on the development SECRET_KEY.
+CONDUET_DEVELOPMENT = env_bool("CONDUET_DEVELOPMENT", False)
+# Published in this file, so anyone can forge sessions signed with it: the ASGI application refuses to start on
+# it unless DEBUG or CONDUET_DEVELOPMENT is on (config/asgi.py), and `check --deploy` flags it (config/checks.py).
+# Settings still load without SECRET_KEY, so that management commands and the tests need no configuration.
+DEVELOPMENT_SECRET_KEY = "conduet-insecure-development-key-set-SECRET_KEY-in-production"
 SECRET_KEY = env_str("SECRET_KEY")
 if not SECRET_KEY:
     if not DEBUG and env_bool("CONDUET_REQUIRE_SECRET_KEY", False):
         raise ImproperlyConfigured("SECRET_KEY must be set")
-    # A first run on the embedded default needs no configuration; production sets SECRET_KEY.
-    SECRET_KEY = "conduet-insecure-development-key-set-SECRET_KEY-in-production"
+    SECRET_KEY = DEVELOPMENT_SECRET_KEY
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
+
+# HTTPS: all off by default, as a first run is plain HTTP on loopback; a deployment behind TLS turns them on.
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0, minimum=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", False)
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", False)
+SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", False)
+CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", False)
+
+
+def _proxy_ssl_header(raw: str) -> tuple[str, str] | None:
+    """`X-Forwarded-Proto` or `X-Forwarded-Proto=https` → Django's ("HTTP_X_FORWARDED_PROTO", "https"). Only for a
+    proxy that always sets (or strips) that header: otherwise clients could claim HTTPS."""
+    if not raw.strip():
+        return None
+    name, _sep, value = raw.partition("=")
+    name = name.strip().upper().replace("-", "_")
+    if not name.replace("_", "").isalnum():
+        raise ImproperlyConfigured(f"SECURE_PROXY_SSL_HEADER must be a header name like X-Forwarded-Proto, got {raw!r}")
+    return (name if name.startswith("HTTP_") else f"HTTP_{name}", value.strip() or "https")
+
+
+SECURE_PROXY_SSL_HEADER = _proxy_ssl_header(env_str("SECURE_PROXY_SSL_HEADER"))
+
+# Admin login attempts per minute, per client address and per username (agents/admin.py).
+CONDUET_ADMIN_LOGIN_RATE_PER_ADDRESS = env_int("CONDUET_ADMIN_LOGIN_RATE_PER_ADDRESS", 10, minimum=1)
+CONDUET_ADMIN_LOGIN_RATE_PER_USERNAME = env_int("CONDUET_ADMIN_LOGIN_RATE_PER_USERNAME", 5, minimum=1)
 
 INSTALLED_APPS = [
     "daphne",
@@ -80,7 +113,8 @@ if _db["ENGINE"] == "django.db.backends.sqlite3":
     # A file, not memory, so that a daphne process started by the tests sees the test database.
     _db["TEST"] = {"NAME": env_str("CONDUET_TEST_SQLITE", str(BASE_DIR / ".test.sqlite3"))}
 elif _db["ENGINE"] == "django.db.backends.postgresql" and env_bool("CONDUET_DB_POOL", True):
-    # psycopg 3's pool, shared by the threads that run sync views in one daphne process.
+    # psycopg 3's pool for Django's own (sync) connections: the admin, DRF views, management commands. Django
+    # has the pool check each connection when it is taken, so a restarted PostgreSQL costs no request.
     _db["OPTIONS"] = {
         "pool": {
             "min_size": env_int("CONDUET_DB_POOL_MIN", 2, minimum=0),
@@ -90,14 +124,24 @@ elif _db["ENGINE"] == "django.db.backends.postgresql" and env_bool("CONDUET_DB_P
     }
 DATABASES = {"default": _db}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+# The turn's statements (config/db.py) run on psycopg's async pool on PostgreSQL; off, they use Django's connection
+# in asgiref's sync thread (the in-process tests turn it off so that they see their own transaction).
+CONDUET_DB_ASYNC_POOL = env_bool("CONDUET_DB_ASYNC_POOL", True)
+CONDUET_DB_POOL_MIN = env_int("CONDUET_DB_POOL_MIN", 2, minimum=0)
+CONDUET_DB_POOL_MAX = env_int("CONDUET_DB_POOL_MAX", 20, minimum=1)
+CONDUET_DB_POOL_TIMEOUT = env_int("CONDUET_DB_POOL_TIMEOUT", 10, minimum=1)
 
-# --- Cache (rate limits): Redis when REDIS_URL is set, else the database, so limits hold across processes.
+# --- Redis (REDIS_URL): rate-limit counters, the turns' event logs and stop signals, the channel layer. Without it
+# the database does all three, so that every process still shares them.
 REDIS_URL = env_str("REDIS_URL")
+CACHES = {"default": {"BACKEND": "django.core.cache.backends.db.DatabaseCache", "LOCATION": "conduet_cache",
+                      "OPTIONS": {"MAX_ENTRIES": 100_000}}}
 if REDIS_URL:
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
-    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL,
+                          "OPTIONS": {"socket_timeout": 1, "socket_connect_timeout": 1}}}
+    CHANNEL_LAYERS = {"default": {"BACKEND": "channels_redis.core.RedisChannelLayer",
+                                  "CONFIG": {"hosts": [REDIS_URL], "prefix": "conduet:channels:"}}}
 else:
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.db.DatabaseCache", "LOCATION": "conduet_cache"}}
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 RATELIMIT_USE_CACHE = "default"
 RATELIMIT_FAIL_OPEN = False
@@ -152,6 +196,22 @@ CONDUET_API_RATE_PER_MINUTE = env_int("CONDUET_API_RATE_PER_MINUTE", 1200, minim
 CONDUET_INTERACT_RATE_PER_MINUTE = env_int("CONDUET_INTERACT_RATE_PER_MINUTE", 60, minimum=1)
 CONDUET_TURN_WAIT_SECONDS = env_int("CONDUET_TURN_WAIT_SECONDS", 10, minimum=0)
 CONDUET_SSE_PING_SECONDS = env_int("CONDUET_SSE_PING_SECONDS", 15, minimum=1)
+# A turn's lease lasts this long and is renewed every third of it while the turn runs: a turn whose process died
+# frees its conversation within this time.
+CONDUET_LEASE_SECONDS = env_int("CONDUET_LEASE_SECONDS", 15, minimum=3)
+CONDUET_TURN_TIMEOUT_SECONDS = env_int("CONDUET_TURN_TIMEOUT_SECONDS", 120, minimum=1)
+# How often a running turn looks for a stop asked on another process; how long POST …/interact/stop waits for it.
+CONDUET_STOP_POLL_SECONDS = env_float("CONDUET_STOP_POLL_SECONDS", 0.25, minimum=0.01)
+CONDUET_STOP_WAIT_SECONDS = env_float("CONDUET_STOP_WAIT_SECONDS", 5.0, minimum=0)
+# How long a running turn's events stay only in its process before they are written to the shared event log: a
+# turn faster than this (no LLM or tool waits) never writes it, and replays from its stored reply.
+CONDUET_EVENT_FLUSH_SECONDS = env_float("CONDUET_EVENT_FLUSH_SECONDS", 0.02, minimum=0)
+CONDUET_EVENT_TTL_SECONDS = env_int("CONDUET_EVENT_TTL_SECONDS", 3600, minimum=60)
+# Widget keys are public: besides the per-user limit, their interact calls are capped per key and per address.
+CONDUET_WIDGET_RATE_PER_KEY = env_int("CONDUET_WIDGET_RATE_PER_KEY", 600, minimum=1)
+CONDUET_WIDGET_RATE_PER_ADDRESS = env_int("CONDUET_WIDGET_RATE_PER_ADDRESS", 60, minimum=1)
+# /metrics answers only these networks (Prometheus text).
+CONDUET_METRICS_ALLOWLIST = env_list("CONDUET_METRICS_ALLOWLIST", ["127.0.0.0/8", "::1/128"])
 CONDUET_LLM_BASE_URL = env_str("CONDUET_LLM_BASE_URL")
 CONDUET_LLM_API_KEY = env_str("CONDUET_LLM_API_KEY")
 CONDUET_OUTBOUND_ALLOWLIST = env_list("CONDUET_OUTBOUND_ALLOWLIST", [])
@@ -161,5 +221,9 @@ LOGGING = {
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
-    "loggers": {"django.request": {"handlers": ["console"], "level": "ERROR", "propagate": False}},
+    "loggers": {
+        "django.request": {"handlers": ["console"], "level": "ERROR", "propagate": False},
+        # httpx logs each request's URL at INFO, query included: a tool's arguments (emails…) would reach the logs.
+        "httpx": {"level": "WARNING"},
+    },
 }
