@@ -104,18 +104,32 @@ def stranger():
     return UserFactory()
 
 
+def server_env(**extra: str) -> dict[str, str]:
+    """The environment of a daphne process serving the test database (and the fake servers on loopback)."""
+    from django.db import connections
+
+    from tests.live import database_url
+
+    return {"DATABASE_URL": database_url(connections["default"].settings_dict), "LOG_LEVEL": "WARNING",
+            "CONDUET_DB_POOL_MIN": "0", "CONDUET_OUTBOUND_ALLOWLIST": "127.0.0.1", **extra}
+
+
 @pytest.fixture(scope="session")
 def daphne_url(django_db_setup, django_db_blocker, tmp_path_factory):
     """A real daphne process serving the test database (tests using it need `transactional_db`, so that what
     they write is committed and visible to the server)."""
-    from django.db import connections
+    from tests.live import daphne_server
 
-    from tests.live import daphne_server, database_url
+    with daphne_server(env=server_env(), log_path=tmp_path_factory.mktemp("daphne") / "daphne.log") as url:
+        yield url
 
-    env = {"DATABASE_URL": database_url(connections["default"].settings_dict), "LOG_LEVEL": "WARNING",
-           "CONDUET_DB_POOL_MIN": "0"}
-    log_path = tmp_path_factory.mktemp("daphne") / "daphne.log"
-    with daphne_server(env=env, log_path=log_path) as url:
+
+@pytest.fixture(scope="session")
+def second_daphne_url(django_db_setup, django_db_blocker, tmp_path_factory):
+    """Another daphne process on the same database (and Redis): for what must work across processes."""
+    from tests.live import daphne_server
+
+    with daphne_server(env=server_env(), log_path=tmp_path_factory.mktemp("daphne2") / "daphne.log") as url:
         yield url
 
 

@@ -38,8 +38,15 @@ def free_port() -> int:
 def daphne_server(*, env: dict[str, str], timeout: float = 30.0, log_path: Path | None = None):
     """Starts `daphne config.asgi:application` with `env` on a free loopback port, yields its base URL once
     /healthz answers, and stops it on exit."""
+    with daphne_process(env=env, timeout=timeout, log_path=log_path) as (base_url, _process):
+        yield base_url
+
+
+@contextmanager
+def daphne_process(*, env: dict[str, str], timeout: float = 30.0, log_path: Path | None = None):
+    """`daphne_server`, yielding (base URL, the subprocess) for tests that kill it."""
     port = free_port()
-    full_env = {**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings", **env}
+    full_env = {**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings", "CONDUET_DEVELOPMENT": "true", **env}
     log = open(log_path, "wb") if log_path else subprocess.DEVNULL  # noqa: SIM115 (closed below)
     process = subprocess.Popen(
         [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "config.asgi:application"],
@@ -59,7 +66,7 @@ def daphne_server(*, env: dict[str, str], timeout: float = 30.0, log_path: Path 
             if time.monotonic() > deadline:
                 raise RuntimeError("daphne did not answer /healthz in time")
             time.sleep(0.1)
-        yield base_url
+        yield base_url, process
     finally:
         process.terminate()
         try:
