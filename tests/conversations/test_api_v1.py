@@ -348,3 +348,66 @@ def test_nul_characters_are_refused_before_anything_is_written(server_client, me
     assert_error(response, 400, "BAD_REQUEST")
     assert "NUL" in response.json()["error"]
     assert_nothing_written()
+
+
+DEEP = "[" * 5000 + "]" * 5000
+BAD_RAW_BODIES = [
+    ("post", "interact", '{"action": {"type": "text", "payload": ' + DEEP + "}}", "nested deeper"),
+    ("patch", "variables", '{"x": ' + DEEP + "}", "nested deeper"),
+    ("patch", "variables", '{"x": ' + "[" * 65 + "]" * 65 + "}", "nested deeper"),
+    ("put", "state", '{"variables": ' + "{\"a\": " * 3000 + "1" + "}" * 3000 + "}", "nested deeper"),
+    ("post", "interact", '{"action": {"type": "text", "payload": "\\ud800"}}', "surrogates"),
+    ("patch", "variables", '{"\\udfff": 1}', "surrogates"),
+    ("patch", "variables", '{"x": NaN}', "not valid JSON"),
+    ("patch", "variables", '{"x": 1e400}', "finite"),
+]
+
+
+@pytest.mark.parametrize(("method", "tail", "raw", "says"), BAD_RAW_BODIES)
+def test_bodies_the_database_or_parser_cannot_take_are_400(server_client, method, tail, raw, says):
+    """Deep nesting, lone surrogates, NaN and infinities were 500s (RecursionError, encoding, jsonb errors)."""
+    response = getattr(server_client, method)(url("jane", tail), raw, content_type="application/json")
+
+    assert_error(response, 400, "BAD_REQUEST")
+    assert says in response.json()["error"]
+    assert_nothing_written()
+
+
+def test_nesting_within_the_limit_is_stored(server_client):
+    nested = {"a": [[[[{"b": "deep enough"}]]]]}
+    response = server_client.patch(url("jane", "variables"), {"x": nested}, format="json")
+    assert response.status_code == 200 and response.json()["variables"]["x"] == nested
+
+
+@pytest.mark.parametrize("turn", [1e20, 2**31, 10**30])
+def test_a_turn_counter_out_of_range_is_400(server_client, turn):
+    response = server_client.put(url("jane", "state"), {"turn": turn}, format="json")
+    assert_bad_request(response, "turn")
+
+
+def test_widget_keys_may_not_ask_for_debug(client_for, widget_key, demo_project):
+    version_publish(project=demo_project, name="v1")
+    response = client_for(widget_key).post(url("anon_1", "interact"), {
+        "action": {"type": "launch", "payload": None}, "config": {"debug": True}}, format="json")
+    assert_error(response, 403, "FORBIDDEN")
+    assert_nothing_written()
+
+
+def test_widget_interact_is_capped_per_address(client_for, widget_key, demo_project, settings):
+    """A public widget key cannot open conversations for any number of anon_ ids from one address."""
+    version_publish(project=demo_project, name="v1")
+    settings.CONDUET_WIDGET_RATE_PER_ADDRESS = 5
+    widget = client_for(widget_key)
+    statuses = [widget.post(url(f"anon_{i}", "interact"), {"action": {"type": "launch", "payload": None}},
+                            format="json").status_code for i in range(8)]
+    assert statuses == [200] * 5 + [429] * 3
+    assert Conversation.objects.count() == 5
+
+
+def test_widget_interact_is_capped_per_key(client_for, widget_key, demo_project, settings):
+    version_publish(project=demo_project, name="v1")
+    settings.CONDUET_WIDGET_RATE_PER_KEY = 3
+    widget = client_for(widget_key)
+    statuses = [widget.post(url(f"anon_{i}", "interact"), {"action": {"type": "launch", "payload": None}},
+                            format="json", REMOTE_ADDR=f"10.0.0.{i}").status_code for i in range(5)]
+    assert statuses == [200] * 3 + [429] * 2
