@@ -13,9 +13,26 @@ V1_OPERATIONS = {
 }
 
 
-def test_healthz_and_readyz_need_no_key(client):
+def test_healthz_and_readyz_need_no_key(client, settings):
     assert client.get("/healthz").json() == {"status": "ok"}
-    assert client.get("/readyz").json() == {"status": "ok", "database": "ok"}
+    expected = {"status": "ok", "database": "ok", **({"redis": "ok"} if settings.REDIS_URL else {})}
+    assert client.get("/readyz").json() == expected
+
+
+def test_readyz_is_503_when_the_database_is_unreachable(client, settings, monkeypatch):
+    from config import db
+
+    async def down():
+        raise OSError("connection refused")
+
+    monkeypatch.setattr(db, "ping", down)
+    response = client.get("/readyz")
+    assert response.status_code == 503 and response.json()["database"] == "unreachable"
+
+
+def test_metrics_answer_allowed_networks_only(client, settings):
+    assert "conduet_turns_total" in client.get("/metrics", REMOTE_ADDR="127.0.0.1").content.decode()
+    assert client.get("/metrics", REMOTE_ADDR="203.0.113.9").status_code == 403
 
 
 def test_schema_documents_every_v1_operation_with_its_errors(client):
