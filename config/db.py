@@ -160,10 +160,14 @@ _django_run_async = sync_to_async(_django_run, thread_sensitive=True)
 # --- the API
 
 async def run(statements: Sequence[Statement], *, atomic: bool = False) -> list[list[dict]]:
-    """Runs the statements on one connection (in one transaction if `atomic`); returns each one's rows."""
+    """Runs the statements on one connection (in one transaction if `atomic`); returns each one's rows.
+
+    Shielded: a request cancelled because its client left must not cancel a statement in flight, which would
+    leave a half-read pipeline on a pooled connection (and the next user of it reading the wrong results), or
+    a lease taken by a statement whose caller never learnt it."""
     if _use_pool():
-        return await _pool_run(statements, atomic)
-    return await _django_run_async(statements, atomic)
+        return await asyncio.shield(_pool_run(statements, atomic))
+    return await asyncio.shield(_django_run_async(statements, atomic))
 
 
 async def fetch(sql: str, params: Sequence = ()) -> list[dict]:

@@ -182,6 +182,11 @@ SPECTACULAR_SETTINGS = {
     "SERVE_AUTHENTICATION": [],
     "COMPONENT_SPLIT_REQUEST": True,
     # Swagger UI is served from this server (drf-spectacular-sidecar): a self-hosted install needs no CDN.
+    # Two "status" fields with different choices: name their enums rather than let drf-spectacular guess.
+    "ENUM_NAME_OVERRIDES": {
+        "SessionStatusEnum": ["active", "ended", "handoff"],
+        "StoppedTurnStatusEnum": ["interrupted", "complete", "failed", "stopping"],
+    },
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",

@@ -276,7 +276,12 @@ async def _stop_asked(conversation_id: str, turn_id: str) -> bool:
 
 async def turn_start(*, request: TurnRequest) -> RunningTurn:
     """Takes the lease (409 after the wait; 404 for a conversation id that does not exist), stores the user
-    message, and starts the turn. Raises before the first event, so a view can answer with a plain error."""
+    message, and starts the turn. Raises before the first event, so a view can answer with a plain error. Once the
+    lease is taken the turn runs, even if the client that asked for it has already gone."""
+    return await asyncio.shield(_begin(request))
+
+
+async def _begin(request: TurnRequest) -> RunningTurn:
     turn_id = new_turn_id()
     action = request.action
     conversation = await lease_acquire(

@@ -5,9 +5,9 @@ through (fail open), logged once per interval and counted in `conduet_rate_limit
 one upsert on the database cache table. `rate_limit_hit` records the usage on the request for
 `ApiResponseMiddleware` to write the `X-RateLimit-*` headers, and raises 429 past the limit."""
 import random
-from datetime import UTC, datetime
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from asgiref.sync import async_to_sync
 from django.conf import settings

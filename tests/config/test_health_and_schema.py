@@ -6,6 +6,8 @@ pytestmark = pytest.mark.django_db
 V1_OPERATIONS = {
     ("/api/v1/conversations/{user_id}/interact", "post"),
     ("/api/v1/conversations/{user_id}/interact/stream", "post"),
+    ("/api/v1/conversations/{user_id}/interact/stream", "get"),
+    ("/api/v1/conversations/{user_id}/interact/stop", "post"),
     ("/api/v1/conversations/{user_id}/state", "get"),
     ("/api/v1/conversations/{user_id}/state", "put"),
     ("/api/v1/conversations/{user_id}/state", "delete"),

@@ -89,7 +89,7 @@ def test_malformed_json_on_the_stream_is_400(daphne_url, project_key):
 def test_unknown_paths_and_methods_are_json_under_daphne(daphne_url, project_key):
     headers = {"Authorization": f"Bearer {project_key}"}
     missing = httpx.get(f"{daphne_url}/api/v1/nothing-here", headers=headers)
-    wrong = httpx.get(f"{daphne_url}/api/v1/conversations/jane/interact/stream", headers=headers)
+    wrong = httpx.delete(f"{daphne_url}/api/v1/conversations/jane/interact/stream", headers=headers)
 
     assert (missing.status_code, missing.json()["code"]) == (404, "NOT_FOUND")
     assert (wrong.status_code, wrong.json()["code"]) == (405, "METHOD_NOT_ALLOWED")
