@@ -8,6 +8,7 @@ thread that asgiref keeps for sync work. The SQL text is the same for both: `%s`
 below adapt JSON and datetimes to the database in use."""
 import asyncio
 import json
+import select
 import weakref
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -74,6 +75,19 @@ def _conninfo() -> dict:
     return {k: v for k, v in params.items() if v not in (None, "")}
 
 
+async def _check(conn) -> None:
+    """The pool's check of a connection it hands out, without a round trip on the hot path: an idle connection
+    whose socket is readable has heard from the server — after a restart, its goodbye and EOF — so only then is
+    it pinged (and discarded by the pool if the ping fails)."""
+    if conn.closed or conn.broken:
+        raise OSError("connection closed")
+    readable, _, _ = select.select([conn.fileno()], [], [], 0)
+    if readable:
+        from psycopg_pool import AsyncConnectionPool
+
+        await AsyncConnectionPool.check_connection(conn)
+
+
 async def _pool():
     loop = asyncio.get_running_loop()
     pool = _pools.get(loop)
@@ -88,7 +102,7 @@ async def _pool():
             pool = AsyncConnectionPool(
                 kwargs={**_conninfo(), "autocommit": True, "row_factory": dict_row},
                 min_size=settings.CONDUET_DB_POOL_MIN, max_size=settings.CONDUET_DB_POOL_MAX,
-                timeout=settings.CONDUET_DB_POOL_TIMEOUT, check=AsyncConnectionPool.check_connection,
+                timeout=settings.CONDUET_DB_POOL_TIMEOUT, check=_check,
                 name="conduet-async", open=False,
             )
             await pool.open()

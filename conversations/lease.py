@@ -53,13 +53,33 @@ def row_decode(row: dict | None) -> dict | None:
     return row
 
 
-def _user_message(where: str, params: list, message: dict) -> tuple[str, list]:
-    """INSERT of the turn's user message into the conversation we just leased (found by our lease token)."""
+def _user_message(message: dict, source: str, where: str = "", params: tuple = ()) -> tuple[str, list]:
+    """INSERT of the turn's user message into the conversation just leased, read from `source`: the CTE `c` of
+    the statement that took the lease (PostgreSQL), or the table found by our lease token (SQLite)."""
     sql = (f"INSERT INTO {MESSAGE} (id, conversation_id, seq, turn_id, role, status, action, content, traces, "
            f"version_id, created_at) SELECT %s, id, message_seq - 1, %s, 'user', 'complete', %s, %s, %s, %s, %s "
-           f"FROM {CONVERSATION} WHERE {where} AND lease_token = %s")
-    return sql, [new_id("msg"), message["turn_id"], db.json_param(message["action"]), message["content"],
-                 db.json_param([]), message["version_id"], db.when(message["now"]), *params, message["turn_id"]]
+           f"FROM {source}")
+    values = [new_id("msg"), message["turn_id"], db.json_param(message["action"]), message["content"],
+              db.json_param([]), message["version_id"], db.when(message["now"])]
+    if where:
+        return f"{sql} WHERE {where} AND lease_token = %s", [*values, *params, message["turn_id"]]
+    return sql, values
+
+
+async def _leasing(statement: tuple[str, list], key: ConversationKey, message: dict | None) -> dict | None:
+    """Runs the statement that takes a lease (RETURNING the row), with the user message in the same transaction:
+    on PostgreSQL one statement (a data-modifying CTE), on SQLite two in one transaction."""
+    sql, params = statement
+    if message is None:
+        rows = await db.fetch(sql, params)
+    elif db.is_postgres():
+        insert, insert_params = _user_message(message, "c")
+        rows = await db.fetch(f"WITH c AS ({sql}), m AS ({insert}) SELECT * FROM c", [*params, *insert_params])
+    else:
+        where, where_params = key.where()
+        rows = (await db.run([statement, _user_message(message, CONVERSATION, where, where_params)],
+                             atomic=True))[0]
+    return row_decode(rows[0]) if rows else None
 
 
 async def _take(key: ConversationKey, token: str, reserve: int, message: dict | None) -> dict | None:
@@ -70,12 +90,8 @@ async def _take(key: ConversationKey, token: str, reserve: int, message: dict | 
     update = (f"UPDATE {CONVERSATION} SET expired_turn_id = lease_token, lease_token = %s, lease_expires_at = %s, "
               f"message_seq = message_seq + %s, stop_turn_id = NULL WHERE {where} "
               f"AND (lease_token IS NULL OR lease_expires_at < %s) RETURNING {ROW}")
-    statements = [(update, [token, db.when(now + timedelta(seconds=lease_seconds())), reserve, *params,
-                            db.when(now)])]
-    if message is not None:
-        statements.append(_user_message(where, params, {**message, "now": now}))
-    rows = (await db.run(statements, atomic=True))[0]
-    return row_decode(rows[0]) if rows else None
+    update_params = [token, db.when(now + timedelta(seconds=lease_seconds())), reserve, *params, db.when(now)]
+    return await _leasing((update, update_params), key, message and {**message, "now": now})
 
 
 async def _open(key: ConversationKey, token: str, reserve: int, platform: str, message: dict | None) -> dict | None:
@@ -86,13 +102,9 @@ async def _open(key: ConversationKey, token: str, reserve: int, platform: str, m
               f"message_seq, lease_token, lease_expires_at, created_at, updated_at) "
               f"VALUES (%s, %s, %s, %s, 'development', 'active', %s, 0, %s, %s, %s, %s, %s) "
               f"ON CONFLICT DO NOTHING RETURNING {ROW}")
-    statements = [(insert, [new_id("conv"), key.project_id, key.user_id, platform, db.json_param({}), reserve, token,
-                            db.when(now + timedelta(seconds=lease_seconds())), db.when(now), db.when(now)])]
-    if message is not None:
-        where, params = key.where()
-        statements.append(_user_message(where, params, {**message, "now": now}))
-    rows = (await db.run(statements, atomic=True))[0]
-    return row_decode(rows[0]) if rows else None
+    insert_params = [new_id("conv"), key.project_id, key.user_id, platform, db.json_param({}), reserve, token,
+                     db.when(now + timedelta(seconds=lease_seconds())), db.when(now), db.when(now)]
+    return await _leasing((insert, insert_params), key, message and {**message, "now": now})
 
 
 async def _exists(key: ConversationKey) -> bool:

@@ -106,8 +106,9 @@ class RunningTurn:
         self._stop_reason: str | None = None
         self._drive_task: asyncio.Task | None = None
         self._engine = None
-        self._flushed = 0
-        self._flusher: asyncio.Task | None = None
+        self._flushed = 0  # events[:_flushed] are in the shared log (or were tried)
+        self._flush_handle: asyncio.TimerHandle | None = None
+        self._flushing: asyncio.Task | None = None
         self._started = time.perf_counter()
         self._first_trace_ms: int | None = None
         self.task: asyncio.Task | None = None
@@ -137,19 +138,31 @@ class RunningTurn:
         self.events.append(TurnEvent(len(self.events) + 1, data))
         wake, self._wake = self._wake, asyncio.Event()
         wake.set()
-        if self._flusher is None and data != DONE:
-            self._flusher = asyncio.create_task(self._flush())
+        if self._flush_handle is None and self._flushing is None and data != DONE:
+            self._schedule_flush()
+
+    def _schedule_flush(self) -> None:
+        """Events reach the shared log in batches, once the turn has outlived the flush delay: a turn that never
+        waits on I/O finishes first and never writes it."""
+        elapsed = time.perf_counter() - self._started
+        delay = max(settings.CONDUET_EVENT_FLUSH_SECONDS - elapsed, 0)
+        self._flush_handle = asyncio.get_running_loop().call_later(delay, self._start_flush)
+
+    def _start_flush(self) -> None:
+        self._flush_handle = None
+        self._flushing = asyncio.create_task(self._flush())
 
     async def _flush(self) -> None:
-        """Writes the events to the shared log in batches, once the turn has outlived the flush delay."""
-        await asyncio.sleep(settings.CONDUET_EVENT_FLUSH_SECONDS)
-        while True:
-            batch = self.events[self._flushed:]
-            if batch:
-                self._flushed += len(batch)
-                await event_log.log_append(self.id, [(e.seq, e.data) for e in batch if not e.done])
-            else:
-                await self._wake.wait()
+        batch = [(e.seq, e.data) for e in self.events[self._flushed:] if not e.done]
+        self._flushed = len(self.events)
+        try:
+            await event_log.log_append(self.id, batch)
+        except Exception:
+            log.warning("Could not write the event log of turn %s", self.id, exc_info=True)
+        finally:
+            self._flushing = None
+        if len(self.events) > self._flushed and not self.events[-1].done:
+            self._schedule_flush()
 
     # --- the turn
 
@@ -246,8 +259,12 @@ class RunningTurn:
         insert_params = [message_id, self.conversation["id"], self.user_seq + 1, self.id, status, content,
                          db.json_param(traces), self.request.version_id, duration_ms, self._first_trace_ms,
                          db.when(timezone.now())]
-        release = release_statement(conversation_id=self.conversation["id"], token=self.id, changes=changes)
-        _inserted, released = await db.run([(insert, insert_params), release], atomic=True)
+        release, release_params = release_statement(conversation_id=self.conversation["id"], token=self.id,
+                                                    changes=changes)
+        if db.is_postgres():  # one statement: the reply is written whether or not the lease is still ours
+            released = await db.fetch(f"WITH m AS ({insert}) {release}", [*insert_params, *release_params])
+        else:
+            _inserted, released = await db.run([(insert, insert_params), (release, release_params)], atomic=True)
         if not released:
             status = INTERRUPTED
             await db.fetch(f"UPDATE {MESSAGE} SET status = %s WHERE id = %s", [INTERRUPTED, message_id])
@@ -256,8 +273,11 @@ class RunningTurn:
         TURN_SECONDS.observe(duration_ms / 1000)
 
     async def _close(self) -> None:
-        if self._flusher is not None:
-            self._flusher.cancel()
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+            self._flush_handle = None
+        if self._flushing is not None:
+            await asyncio.wait({self._flushing})
         if self._flushed:  # readers on other processes may be waiting on the log: wake them
             try:
                 await event_log.log_close(self.id)
