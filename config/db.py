@@ -7,6 +7,7 @@ off, as the in-process tests do so that they see their own transaction) they run
 thread that asgiref keeps for sync work. The SQL text is the same for both: `%s` placeholders, and the helpers
 below adapt JSON and datetimes to the database in use."""
 import asyncio
+import functools
 import json
 import select
 import weakref
@@ -22,7 +23,9 @@ from django.utils.dateparse import parse_datetime
 Statement = tuple[str, Sequence]
 
 
+@functools.cache
 def is_postgres() -> bool:
+    """The default database's vendor (read once: the connection handler is slow to reach on the hot path)."""
     return connections["default"].vendor == "postgresql"
 
 

@@ -36,6 +36,18 @@ def redis_client() -> aioredis.Redis:
     return client
 
 
+_scripts: "weakref.WeakKeyDictionary[aioredis.Redis, dict]" = weakref.WeakKeyDictionary()
+
+
+def redis_script(source: str):
+    """A Lua script on this loop's client, registered once (EVALSHA, with a fallback to EVAL after a flush)."""
+    client = redis_client()
+    scripts = _scripts.setdefault(client, {})
+    if source not in scripts:
+        scripts[source] = client.register_script(source)
+    return scripts[source]
+
+
 def degraded(operation: str, exc: BaseException) -> None:
     """Records a Redis failure that the caller works around; logs it at most once per interval per operation."""
     DEPENDENCY_ERRORS.labels("redis", operation).inc()

@@ -16,7 +16,7 @@ from django.utils import timezone
 from config import db
 from config.api.errors import RateLimited
 from config.metrics import RATE_LIMIT_FAIL_OPEN
-from config.redis import ERRORS, degraded, redis_client, redis_configured
+from config.redis import ERRORS, degraded, redis_configured, redis_script
 
 PERIOD_SECONDS = 60
 CACHE_TABLE = "conduet_cache"
@@ -38,13 +38,17 @@ class RateUsage:
         }
 
 
+# One command, one round trip: the count, and the window's expiry set when the window opens.
+_COUNT_SCRIPT = """
+local count = redis.call('INCR', KEYS[1])
+if count == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
+return count
+"""
+
+
 async def _count_redis(key: str, period: int) -> int | None:
     try:
-        async with redis_client().pipeline(transaction=False) as pipe:
-            pipe.incr(key)
-            pipe.pexpire(key, period * 1000)
-            count, _ = await pipe.execute()
-        return int(count)
+        return int(await redis_script(_COUNT_SCRIPT)(keys=[key], args=[period * 1000]))
     except ERRORS as exc:
         RATE_LIMIT_FAIL_OPEN.inc()
         degraded("rate limit", exc)
