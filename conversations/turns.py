@@ -104,7 +104,8 @@ class RunningTurn:
         self.status: str | None = None  # once stored
         self._wake = asyncio.Event()
         self._stop_reason: str | None = None
-        self._drive_task: asyncio.Task | None = None
+        self._engine_running = False
+        self._watcher: asyncio.Task | None = None
         self._engine = None
         self._flushed = 0  # events[:_flushed] are in the shared log (or were tried)
         self._flush_handle: asyncio.TimerHandle | None = None
@@ -167,9 +168,10 @@ class RunningTurn:
     # --- the turn
 
     def stop(self, reason: str) -> None:
-        if self._stop_reason is None and self._drive_task is not None and not self._drive_task.done():
+        """Cancels the engine where it is (between steps, or in an awaited call); `_run` then stores the turn."""
+        if self._stop_reason is None and self._engine_running:
             self._stop_reason = reason
-            self._drive_task.cancel()
+            self.task.cancel()
 
     async def _drive(self) -> None:
         request, conversation = self.request, self.conversation
@@ -183,24 +185,34 @@ class RunningTurn:
             self._publish(trace)
 
     async def _run(self) -> None:
+        """The turn's task. A stop cancels this task while the engine runs: the cancellation is caught here (and
+        taken back with `uncancel`), so that what was produced is stored like any other ending. The watcher
+        starts only if the turn is still running after its first interval: a fast turn costs it nothing."""
         timeout = self.request.spec.turn_timeout_seconds or settings.CONDUET_TURN_TIMEOUT_SECONDS
-        watcher = asyncio.create_task(self._watch())
-        self._drive_task = asyncio.create_task(self._drive())
+        loop = asyncio.get_running_loop()
+        watch_later = loop.call_later(settings.CONDUET_STOP_POLL_SECONDS, self._start_watch)
         status, shutting_down = COMPLETE, False
+        self._engine_running = True
         try:
-            await asyncio.wait_for(self._drive_task, timeout=timeout)
+            async with asyncio.timeout(timeout):
+                await self._drive()
         except TimeoutError:
             status = FAILED
             self._publish(_error_trace(f"This turn ran past its time limit of {timeout} s.", "TURN_TIMEOUT"))
         except asyncio.CancelledError:
             status = INTERRUPTED
-            shutting_down = self._stop_reason is None  # our own task was cancelled: the process is stopping
+            shutting_down = self._stop_reason is None  # cancelled by no stop of ours: the process is stopping
+            if not shutting_down:
+                asyncio.current_task().uncancel()
         except Exception:
             log.exception("Turn %s failed", self.id)
             status = FAILED
             self._publish(_error_trace("The turn failed because of an internal error.", "INTERNAL"))
         finally:
-            watcher.cancel()
+            self._engine_running = False
+            watch_later.cancel()
+            if self._watcher is not None:
+                self._watcher.cancel()
         try:
             await self._store(status)
         except Exception:
@@ -213,12 +225,19 @@ class RunningTurn:
         if shutting_down:
             raise asyncio.CancelledError
 
+    def _start_watch(self) -> None:
+        if self._engine_running:
+            self._watcher = asyncio.create_task(self._watch())
+
     async def _watch(self) -> None:
         """The heartbeat (renews the lease every third of its life) and the stop check (every poll)."""
         conversation_id, beat = self.conversation["id"], settings.CONDUET_LEASE_SECONDS / 3
         last_beat = time.monotonic()
+        first = True
         while True:
-            await asyncio.sleep(min(settings.CONDUET_STOP_POLL_SECONDS, beat))
+            if not first:
+                await asyncio.sleep(min(settings.CONDUET_STOP_POLL_SECONDS, beat))
+            first = False
             stop = False
             try:
                 if time.monotonic() - last_beat >= beat:
