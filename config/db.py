@@ -179,12 +179,15 @@ _django_run_async = sync_to_async(_django_run, thread_sensitive=True)
 async def run(statements: Sequence[Statement], *, atomic: bool = False) -> list[list[dict]]:
     """Runs the statements on one connection (in one transaction if `atomic`); returns each one's rows.
 
-    Shielded: a request cancelled because its client left must not cancel a statement in flight, which would
-    leave a half-read pipeline on a pooled connection (and the next user of it reading the wrong results), or
-    a lease taken by a statement whose caller never learnt it."""
+    Several statements are shielded: a request cancelled because its client left must not cancel a pipeline in
+    flight, which would leave it half-read on a pooled connection (and the next user of the connection reading
+    the wrong results). A single statement cancelled in flight makes psycopg close its connection, which the pool
+    then drops; callers for whom a half-known outcome matters (taking a lease) shield themselves."""
     if _use_pool():
+        if len(statements) == 1:
+            return await _pool_run(statements, atomic)
         return await asyncio.shield(_pool_run(statements, atomic))
-    return await asyncio.shield(_django_run_async(statements, atomic))
+    return await _django_run_async(statements, atomic)  # a thread's statements run to their end anyway
 
 
 async def fetch(sql: str, params: Sequence = ()) -> list[dict]:

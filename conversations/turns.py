@@ -95,11 +95,12 @@ _running: dict[str, "RunningTurn"] = {}  # the turns this process runs, by id (a
 
 
 class RunningTurn:
-    def __init__(self, request: TurnRequest, conversation: dict, turn_id: str):
+    def __init__(self, request: TurnRequest, turn_id: str):
         self.request = request
         self.id = turn_id
-        self.conversation = conversation
-        self.user_seq = conversation["message_seq"] - 1
+        self.conversation: dict = {}
+        self.user_seq = 0
+        self.leased: asyncio.Future = asyncio.get_running_loop().create_future()
         self.events: list[TurnEvent] = []
         self.status: str | None = None  # once stored
         self._wake = asyncio.Event()
@@ -184,10 +185,34 @@ class RunningTurn:
         async for trace in self._engine:
             self._publish(trace)
 
+    async def _lease(self) -> bool:
+        """Takes the lease and stores the user message; `leased` tells `turn_start` how that went."""
+        request, action = self.request, self.request.action
+        try:
+            conversation = await lease_acquire(
+                key=request.key, token=self.id, platform=request.platform, reserve_messages=2,
+                user_message={"turn_id": self.id, "action": {"type": action.type, "payload": action.payload},
+                              "content": user_content(action), "version_id": request.version_id},
+            )
+            if conversation is None:
+                raise NotFound("Conversation not found.")
+        except BaseException as exc:
+            _running.pop(self.id, None)
+            self.leased.set_exception(exc)
+            self.leased.exception()  # retrieved here: the client that asked may be gone
+            return False
+        self.conversation, self.user_seq = conversation, conversation["message_seq"] - 1
+        self._started = time.perf_counter()
+        self.leased.set_result(None)
+        return True
+
     async def _run(self) -> None:
-        """The turn's task. A stop cancels this task while the engine runs: the cancellation is caught here (and
-        taken back with `uncancel`), so that what was produced is stored like any other ending. The watcher
-        starts only if the turn is still running after its first interval: a fast turn costs it nothing."""
+        """The turn's task, from the lease to the stored reply. A stop cancels this task while the engine runs:
+        the cancellation is caught here (and taken back with `uncancel`), so that what was produced is stored like
+        any other ending. The watcher starts only if the turn is still running after its first interval: a fast
+        turn costs it nothing."""
+        if not await self._lease():
+            return
         timeout = self.request.spec.turn_timeout_seconds or settings.CONDUET_TURN_TIMEOUT_SECONDS
         loop = asyncio.get_running_loop()
         watch_later = loop.call_later(settings.CONDUET_STOP_POLL_SECONDS, self._start_watch)
@@ -314,25 +339,13 @@ async def _stop_asked(conversation_id: str, turn_id: str) -> bool:
 
 
 async def turn_start(*, request: TurnRequest) -> RunningTurn:
-    """Takes the lease (409 after the wait; 404 for a conversation id that does not exist), stores the user
-    message, and starts the turn. Raises before the first event, so a view can answer with a plain error. Once the
-    lease is taken the turn runs, even if the client that asked for it has already gone."""
-    return await asyncio.shield(_begin(request))
-
-
-async def _begin(request: TurnRequest) -> RunningTurn:
-    turn_id = new_turn_id()
-    action = request.action
-    conversation = await lease_acquire(
-        key=request.key, token=turn_id, platform=request.platform, reserve_messages=2,
-        user_message={"turn_id": turn_id, "action": {"type": action.type, "payload": action.payload},
-                      "content": user_content(action), "version_id": request.version_id},
-    )
-    if conversation is None:
-        raise NotFound("Conversation not found.")
-    turn = RunningTurn(request, conversation, turn_id)
-    _running[turn_id] = turn
-    turn.task = asyncio.create_task(turn._run(), name=turn_id)
+    """Starts the turn's task, which takes the lease (409 after the wait; 404 for a conversation id that does not
+    exist) and stores the user message; raises before the first event, so a view can answer with a plain error.
+    Once the lease is taken the turn runs to its end, even if the client that asked for it has already gone."""
+    turn = RunningTurn(request, new_turn_id())
+    _running[turn.id] = turn
+    turn.task = asyncio.create_task(turn._run(), name=turn.id)
+    await asyncio.shield(turn.leased)
     return turn
 
 

@@ -8,7 +8,7 @@ from agents.models import Project
 from agents.selectors import PRODUCTION, agent_spec_aget
 from config.api.errors import Forbidden
 from config.api.ratelimit import interact_rate_limit_hit
-from conversations.api.serializers import InteractInputSerializer, validate_user_id
+from conversations.api.serializers import interact_input, validate_user_id
 from conversations.lease import ConversationKey
 from conversations.turns import TurnRequest
 
@@ -34,9 +34,7 @@ async def interact_request_build(*, request, credential: Credential, user_id: st
     project = await project_for_user_call(credential, request, user_id, widget_allowed=True)
     if not isinstance(data, dict):
         raise ValidationError({"non_field_errors": ["The body must be a JSON object with an action."]})
-    serializer = InteractInputSerializer(data=data)
-    serializer.is_valid(raise_exception=True)
-    body = serializer.validated_data
+    body = interact_input(data)
     version = body.get("versionId") or (PRODUCTION if credential.is_widget else "development")
     config = body.get("config") or {}
     if credential.is_widget:

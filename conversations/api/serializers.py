@@ -120,6 +120,29 @@ class InteractInputSerializer(serializers.Serializer):
     config = InteractConfigSerializer(required=False)
 
 
+_ACTION = ActionField()
+
+
+def interact_input(data: dict) -> dict:
+    """`InteractInputSerializer`'s validated data. DRF deep-copies a serializer's fields each time one is made,
+    which costs more than the whole check; the common body — an action, and maybe a plain versionId — is checked
+    by the same `ActionField` directly, and anything else by the serializer itself."""
+    version = data.get("versionId")
+    plain_version = "versionId" not in data or (
+        isinstance(version, str) and 0 < len(version) <= 64 and version.strip() == version)
+    if "action" in data and data.keys() <= {"action", "versionId"} and plain_version:
+        try:
+            validated = {"action": _ACTION.run_validation(data["action"])}
+        except serializers.ValidationError as exc:
+            raise serializers.ValidationError({"action": exc.detail}) from None
+        if "versionId" in data:
+            validated["versionId"] = version
+        return validated
+    serializer = InteractInputSerializer(data=data)
+    serializer.is_valid(raise_exception=True)
+    return serializer.validated_data
+
+
 class StackFrameSerializer(serializers.Serializer):
     workflowId = StrictCharField(max_length=200)
     stepId = StrictCharField(max_length=200)
