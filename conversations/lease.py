@@ -82,29 +82,56 @@ async def _leasing(statement: tuple[str, list], key: ConversationKey, message: d
     return row_decode(rows[0]) if rows else None
 
 
-async def _take(key: ConversationKey, token: str, reserve: int, message: dict | None) -> dict | None:
-    """The conversation with its lease now ours, if it had none or an expired one (then `expired_turn_id` names
-    the turn that died holding it)."""
-    now = timezone.now()
+def _update(key: ConversationKey, token: str, reserve: int, now) -> tuple[str, list]:
+    """Takes the lease of the conversation if it had none or an expired one (then `expired_turn_id` names the turn
+    that died holding it)."""
     where, params = key.where()
-    update = (f"UPDATE {CONVERSATION} SET expired_turn_id = lease_token, lease_token = %s, lease_expires_at = %s, "
-              f"message_seq = message_seq + %s, stop_turn_id = NULL WHERE {where} "
-              f"AND (lease_token IS NULL OR lease_expires_at < %s) RETURNING {ROW}")
-    update_params = [token, db.when(now + timedelta(seconds=lease_seconds())), reserve, *params, db.when(now)]
-    return await _leasing((update, update_params), key, message and {**message, "now": now})
+    sql = (f"UPDATE {CONVERSATION} SET expired_turn_id = lease_token, lease_token = %s, lease_expires_at = %s, "
+           f"message_seq = message_seq + %s, stop_turn_id = NULL WHERE {where} "
+           f"AND (lease_token IS NULL OR lease_expires_at < %s) RETURNING {ROW}")
+    return sql, [token, db.when(now + timedelta(seconds=lease_seconds())), reserve, *params, db.when(now)]
+
+
+_INSERT_COLUMNS = ("id, project_id, user_id, platform, version_id, status, state, turn, message_seq, lease_token, "
+                   "lease_expires_at, created_at, updated_at")
+_INSERT_VALUES = "%s, %s, %s, %s, 'development', 'active', %s, 0, %s, %s, %s, %s, %s"
+
+
+def _insert_params(key: ConversationKey, token: str, reserve: int, platform: str, now) -> list:
+    return [new_id("conv"), key.project_id, key.user_id, platform, db.json_param({}), reserve, token,
+            db.when(now + timedelta(seconds=lease_seconds())), db.when(now), db.when(now)]
+
+
+async def _take(key: ConversationKey, token: str, reserve: int, message: dict | None) -> dict | None:
+    now = timezone.now()
+    return await _leasing(_update(key, token, reserve, now), key, message and {**message, "now": now})
 
 
 async def _open(key: ConversationKey, token: str, reserve: int, platform: str, message: dict | None) -> dict | None:
     """A new open conversation of a v1 user, leased to us; None when the user already has an open one (the partial
     unique constraint on open conversations refuses the row)."""
     now = timezone.now()
-    insert = (f"INSERT INTO {CONVERSATION} (id, project_id, user_id, platform, version_id, status, state, turn, "
-              f"message_seq, lease_token, lease_expires_at, created_at, updated_at) "
-              f"VALUES (%s, %s, %s, %s, 'development', 'active', %s, 0, %s, %s, %s, %s, %s) "
+    insert = (f"INSERT INTO {CONVERSATION} ({_INSERT_COLUMNS}) VALUES ({_INSERT_VALUES}) "
               f"ON CONFLICT DO NOTHING RETURNING {ROW}")
-    insert_params = [new_id("conv"), key.project_id, key.user_id, platform, db.json_param({}), reserve, token,
-                     db.when(now + timedelta(seconds=lease_seconds())), db.when(now), db.when(now)]
-    return await _leasing((insert, insert_params), key, message and {**message, "now": now})
+    return await _leasing((insert, _insert_params(key, token, reserve, platform, now)), key,
+                          message and {**message, "now": now})
+
+
+async def _take_or_open(key: ConversationKey, token: str, reserve: int, platform: str,
+                        message: dict | None) -> dict | None:
+    """PostgreSQL, v1: `_take`, else `_open`, else nothing (the open conversation is leased), in one statement —
+    a user's first turn costs one round trip too."""
+    now = timezone.now()
+    update, update_params = _update(key, token, reserve, now)
+    insert = (f"INSERT INTO {CONVERSATION} ({_INSERT_COLUMNS}) SELECT {_INSERT_VALUES} "
+              f"WHERE NOT EXISTS (SELECT 1 FROM u) ON CONFLICT DO NOTHING RETURNING {ROW}")
+    sql = f"WITH u AS ({update}), i AS ({insert}), c AS (SELECT * FROM u UNION ALL SELECT * FROM i)"
+    params = [*update_params, *_insert_params(key, token, reserve, platform, now)]
+    if message is not None:
+        message_insert, message_params = _user_message({**message, "now": now}, "c")
+        sql, params = f"{sql}, m AS ({message_insert})", [*params, *message_params]
+    rows = await db.fetch(f"{sql} SELECT * FROM c", params)
+    return row_decode(rows[0]) if rows else None
 
 
 async def _exists(key: ConversationKey) -> bool:
@@ -121,9 +148,13 @@ async def lease_acquire(*, key: ConversationKey, token: str, platform: str = "ap
     deadline = time.monotonic() + settings.CONDUET_TURN_WAIT_SECONDS
     delay = 0.005
     while True:
-        row = await _take(key, token, reserve_messages, user_message)
-        if row is None and create and key.conversation_id is None:
-            row = await _open(key, token, reserve_messages, platform, user_message)
+        opens = create and key.conversation_id is None
+        if opens and db.is_postgres():
+            row = await _take_or_open(key, token, reserve_messages, platform, user_message)
+        else:
+            row = await _take(key, token, reserve_messages, user_message)
+            if row is None and opens:
+                row = await _open(key, token, reserve_messages, platform, user_message)
         if row is not None:
             if row["expired_turn_id"]:
                 await turn_mark_dead(turn_id=row["expired_turn_id"])
