@@ -78,9 +78,10 @@ def credential_from_header(header: str | None) -> Credential | None:
     return Credential(kind="project", key_id=found.id, scope=found.scope, project=found.project)
 
 
-# The hot path's key lookup: the key and its project in one statement, without the project's document (the turn
-# runs the spec cached per version; a deferred `document` loads only if something asks for it).
-_PROJECT_FIELDS = [f for f in Project._meta.concrete_fields if f.name != "document"]
+# The hot path's key lookup: the key and what a turn needs of its project (id, workspace, production version,
+# last change) in one statement; the turn runs the spec cached per version, and any other field of the project
+# (its document, its name) is deferred and loads only if something asks for it.
+_PROJECT_FIELDS = [Project._meta.get_field(name) for name in ("id", "workspace", "production_version", "updated_at")]
 _KEY_SQL = (
     "SELECT k.id AS key_id, k.digest, k.scope, k.revoked_at, k.last_used_at, "
     + ", ".join(f"p.{f.column} AS p_{f.column}" for f in _PROJECT_FIELDS)

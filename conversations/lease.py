@@ -25,6 +25,7 @@ CONVERSATION = "conversations_conversation"
 MESSAGE = "conversations_message"
 ROW = ("id, project_id, user_id, platform, version_id, status, state, turn, message_seq, expired_turn_id, "
        "created_at, updated_at")
+LEASED_ROW = "id, user_id, platform, status, state, turn, message_seq, expired_turn_id"  # what a lease holder needs
 
 
 @dataclass(frozen=True)
@@ -48,8 +49,9 @@ def lease_seconds() -> int:
 def row_decode(row: dict | None) -> dict | None:
     if row is not None:
         row["state"] = db.json_value(row["state"]) or {}
-        row["created_at"] = db.datetime_value(row["created_at"])
-        row["updated_at"] = db.datetime_value(row["updated_at"])
+        for column in ("created_at", "updated_at"):
+            if column in row:
+                row[column] = db.datetime_value(row[column])
     return row
 
 
@@ -88,7 +90,7 @@ def _update(key: ConversationKey, token: str, reserve: int, now) -> tuple[str, l
     where, params = key.where()
     sql = (f"UPDATE {CONVERSATION} SET expired_turn_id = lease_token, lease_token = %s, lease_expires_at = %s, "
            f"message_seq = message_seq + %s, stop_turn_id = NULL WHERE {where} "
-           f"AND (lease_token IS NULL OR lease_expires_at < %s) RETURNING {ROW}")
+           f"AND (lease_token IS NULL OR lease_expires_at < %s) RETURNING {LEASED_ROW}")
     return sql, [token, db.when(now + timedelta(seconds=lease_seconds())), reserve, *params, db.when(now)]
 
 
@@ -112,7 +114,7 @@ async def _open(key: ConversationKey, token: str, reserve: int, platform: str, m
     unique constraint on open conversations refuses the row)."""
     now = timezone.now()
     insert = (f"INSERT INTO {CONVERSATION} ({_INSERT_COLUMNS}) VALUES ({_INSERT_VALUES}) "
-              f"ON CONFLICT DO NOTHING RETURNING {ROW}")
+              f"ON CONFLICT DO NOTHING RETURNING {LEASED_ROW}")
     return await _leasing((insert, _insert_params(key, token, reserve, platform, now)), key,
                           message and {**message, "now": now})
 
@@ -124,7 +126,7 @@ async def _take_or_open(key: ConversationKey, token: str, reserve: int, platform
     now = timezone.now()
     update, update_params = _update(key, token, reserve, now)
     insert = (f"INSERT INTO {CONVERSATION} ({_INSERT_COLUMNS}) SELECT {_INSERT_VALUES} "
-              f"WHERE NOT EXISTS (SELECT 1 FROM u) ON CONFLICT DO NOTHING RETURNING {ROW}")
+              f"WHERE NOT EXISTS (SELECT 1 FROM u) ON CONFLICT DO NOTHING RETURNING {LEASED_ROW}")
     sql = f"WITH u AS ({update}), i AS ({insert}), c AS (SELECT * FROM u UNION ALL SELECT * FROM i)"
     params = [*update_params, *_insert_params(key, token, reserve, platform, now)]
     if message is not None:
@@ -178,7 +180,11 @@ async def lease_renew(*, conversation_id: str, token: str) -> tuple[bool, bool]:
     return row is not None, bool(row and row["stop_turn_id"] == token)
 
 
-def release_statement(*, conversation_id: str, token: str, changes: dict) -> tuple[str, list]:
+STATE_ROW = "id, turn, status, version_id, state, created_at, updated_at"  # what the state endpoints show
+
+
+def release_statement(*, conversation_id: str, token: str, changes: dict,
+                      returning: str = STATE_ROW) -> tuple[str, list]:
     """The UPDATE that frees the conversation if the lease is still ours, writing `changes` with it (JSON values
     already adapted with `db.json_param`); RETURNING tells whether it did."""
     assignments = ["lease_token = NULL", "lease_expires_at = NULL", "stop_turn_id = NULL", "updated_at = %s"]
@@ -192,7 +198,7 @@ def release_statement(*, conversation_id: str, token: str, changes: dict) -> tup
             assignments.append(f"{column} = %s")
             params.append(value)
     sql = (f"UPDATE {CONVERSATION} SET {', '.join(assignments)} WHERE id = %s AND lease_token = %s "
-           f"RETURNING id, turn, status, version_id, state, created_at, updated_at")
+           f"RETURNING {returning}")
     return sql, [*params, conversation_id, token]
 
 

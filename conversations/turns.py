@@ -304,7 +304,7 @@ class RunningTurn:
                          db.json_param(traces), self.request.version_id, duration_ms, self._first_trace_ms,
                          db.when(timezone.now())]
         release, release_params = release_statement(conversation_id=self.conversation["id"], token=self.id,
-                                                    changes=changes)
+                                                    changes=changes, returning="id")
         if db.is_postgres():  # one statement: the reply is written whether or not the lease is still ours
             released = await db.fetch(f"WITH m AS ({insert}) {release}", [*insert_params, *release_params])
         else:
