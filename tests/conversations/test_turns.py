@@ -159,3 +159,22 @@ def test_a_production_turn_uses_the_published_settings(published_demo, api, clie
     assert response["X-RateLimit-Limit"] == "60"
     statuses = [client.post("/api/v1/conversations/d/interact", body, format="json").status_code for _ in range(3)]
     assert statuses == [200, 200, 429]
+
+
+def test_a_production_turn_uses_the_published_timeout(workspace, tool_server, settings):
+    """The turn timeout comes from the version being run, not from the development document edited since."""
+    from agents.services import version_publish
+    from tests.turns import run_turn_now
+
+    settings.CONDUET_OUTBOUND_ALLOWLIST = ["127.0.0.1"]
+    project = project_create(workspace=workspace, name="Slow",
+                             document=slow_document(tool_server.url, seconds=2, timeout=1))
+    version_publish(project=project, name="v1")
+    project.refresh_from_db()
+    project.document = slow_document(tool_server.url, seconds=2, timeout=60)
+    project.save()
+
+    _id, production = run_turn_now(project, Action("launch", None), user="p", version="production")
+    _id, development = run_turn_now(project, Action("launch", None), user="d")
+    assert production[-1]["payload"]["code"] == "TURN_TIMEOUT"
+    assert development[-1]["payload"]["message"] == "Done after 2.0 s."
