@@ -13,12 +13,14 @@ CONDUET_EVENT_FLUSH_SECONDS, to the shared event log that a client resuming on a
 Completion, failure, timeout, a stop and the loss of the lease all end in `_store`: the reply (with what was
 produced) and the conversation's new state are written in one transaction that also frees the lease."""
 import asyncio
+import contextvars
 import logging
 import secrets
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
+from asgiref.sync import SyncToAsync
 from django.conf import settings
 from django.utils import timezone
 
@@ -338,13 +340,22 @@ async def _stop_asked(conversation_id: str, turn_id: str) -> bool:
     return bool(row and row["stop_turn_id"] == turn_id)
 
 
+def _outliving_context() -> contextvars.Context:
+    """The context of a turn's task: the request's, but not its thread-sensitive context. Django gives each request
+    a thread for its sync work and shuts it down with the response; a turn outlives its request (a client that
+    left), so its sync work (SQL on SQLite) goes to the process's own sync thread instead."""
+    context = contextvars.copy_context()
+    context.run(SyncToAsync.thread_sensitive_context.set, None)
+    return context
+
+
 async def turn_start(*, request: TurnRequest) -> RunningTurn:
     """Starts the turn's task, which takes the lease (409 after the wait; 404 for a conversation id that does not
     exist) and stores the user message; raises before the first event, so a view can answer with a plain error.
     Once the lease is taken the turn runs to its end, even if the client that asked for it has already gone."""
     turn = RunningTurn(request, new_turn_id())
     _running[turn.id] = turn
-    turn.task = asyncio.create_task(turn._run(), name=turn.id)
+    turn.task = asyncio.create_task(turn._run(), name=turn.id, context=_outliving_context())
     await asyncio.shield(turn.leased)
     return turn
 
