@@ -1,13 +1,33 @@
-"""Admin for workspaces, agents, versions and keys. Keys are made by the service and shown once; versions are
-read-only, as they are immutable."""
+"""Admin for workspaces, agents, versions and keys. Keys are made by the service and shown once, and revoked only
+by the Revoke action; versions are read-only, as they are immutable, and the production one cannot be deleted; a
+project's document is validated by the engine before it is saved or published. The admin login is throttled
+per client address and per username."""
 import json
+import logging
+import time
 
+from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
+from django.contrib.admin.forms import AdminAuthenticationForm
+from django.core.exceptions import ValidationError
 from django.utils.html import format_html
+from django_ratelimit.core import get_usage
 
+import config.checks  # noqa: F401  (registers the deploy checks: admin modules load on every django.setup())
 from agents.ids import DEVELOPER_TOKEN_PREFIX, PROJECT_KEY_PREFIX
-from agents.models import DeveloperToken, Membership, Project, ProjectApiKey, ProjectVersion, Workspace
+from agents.models import (
+    DeveloperToken,
+    Membership,
+    Project,
+    ProjectApiKey,
+    ProjectVersion,
+    Workspace,
+    default_document,
+)
+from agents.runtime import DocumentError, validate_document
 from agents.services import developer_token_create, key_revoke, project_api_key_create, version_publish
+from config.metrics import RATE_LIMIT_FAIL_OPEN
 
 
 def pretty_json(value) -> str:
@@ -38,8 +58,36 @@ class MembershipAdmin(admin.ModelAdmin):
     autocomplete_fields = ["user", "workspace"]
 
 
+def document_problems(document, framework: str) -> list[str]:
+    """What the engine finds wrong with a development document, as `location: message` lines (none when it runs).
+    It checks the document as the runtime reads it: missing parts take their defaults (`Project.as_document`)."""
+    if not isinstance(document, dict):
+        return ["document: The project document must be a JSON object."]
+    parts = {part: document.get(part, default) for part, default in default_document().items()}
+    try:
+        validate_document({**parts, "framework": framework})
+    except DocumentError as error:
+        return [f"{where}: {message}" for where, found in error.details.items() for message in found] or [str(error)]
+    return []
+
+
+class ProjectForm(forms.ModelForm):
+    class Meta:
+        model = Project
+        fields = "__all__"  # noqa: DJ007 (ProjectAdmin chooses what is shown and what is read-only)
+
+    def clean(self):
+        cleaned = super().clean()
+        if "document" in cleaned:
+            framework = cleaned.get("framework") or self.instance.framework
+            for problem in document_problems(cleaned["document"], framework):
+                self.add_error("document", problem)
+        return cleaned
+
+
 @admin.register(Project)
 class ProjectAdmin(admin.ModelAdmin):
+    form = ProjectForm
     list_display = ["name", "workspace", "framework", "production_version", "updated_at"]
     list_filter = ["framework"]
     list_select_related = ["workspace", "production_version"]
@@ -51,6 +99,12 @@ class ProjectAdmin(admin.ModelAdmin):
     @admin.action(description="Publish a new version of the selected projects")
     def publish(self, request, queryset):
         for project in queryset:
+            problems = document_problems(project.document, project.framework)
+            if problems:
+                shown = "; ".join(problems[:5]) + (f"; and {len(problems) - 5} more" if len(problems) > 5 else "")
+                self.message_user(request, f"{project.name}: not published, its development document is invalid: "
+                                           f"{shown}", messages.ERROR)
+                continue
             version = version_publish(project=project, name="published from the admin", user=request.user)
             self.message_user(request, f"{project.name}: published {version.id}.", messages.SUCCESS)
 
@@ -73,12 +127,28 @@ class ProjectVersionAdmin(admin.ModelAdmin):
     def has_change_permission(self, request, obj=None):
         return False
 
+    def get_deleted_objects(self, objs, request):
+        """The version production points to is protected, as `on_delete=PROTECT` would make it: both the delete
+        page and the bulk delete action then refuse (and list why) instead of deleting. Not done through
+        `has_delete_permission`, which would also forbid deleting the project that owns the version."""
+        deleted, counts, perms_needed, protected = super().get_deleted_objects(objs, request)
+        in_production = Project.objects.filter(production_version__in=[version.pk for version in objs])
+        for project in in_production:
+            protected.append(f"Project {project.name}: production runs this version")
+            self.message_user(request, f"Version {project.production_version_id} is the production version of "
+                                       f"{project.name} and cannot be deleted; publish another version first.",
+                              messages.ERROR)
+        return deleted, counts, perms_needed, protected
+
 
 class KeyAdmin(admin.ModelAdmin):
     """Shared by both key kinds: the service makes the key (`create_key`, per kind), the admin shows it once and
-    stores only its digest."""
+    stores only its digest. What a key grants (its owner, scope) is chosen when it is made and never changes, and
+    `revoked_at` is set only by the Revoke action: a revoked key cannot be revived."""
 
     type_prefix = ""
+    add_fields: list[str] = []
+    change_fields: list[str] = []
     search_fields = ["name", "prefix", "id"]
     list_filter = ["revoked_at"]
     actions = ["revoke"]
@@ -87,8 +157,11 @@ class KeyAdmin(admin.ModelAdmin):
     def masked(self, key):
         return f"{self.type_prefix}{key.prefix}…"
 
+    def get_fields(self, request, obj=None):
+        return self.change_fields if obj else self.add_fields
+
     def get_readonly_fields(self, request, obj=None):
-        return ["id", "masked", "created_at", "last_used_at"] if obj else []
+        return [field for field in self.change_fields if field != "name"] if obj else []
 
     @admin.action(description="Revoke the selected keys")
     def revoke(self, request, queryset):
@@ -112,7 +185,8 @@ class ProjectApiKeyAdmin(KeyAdmin):
     list_select_related = ["project"]
     list_filter = ["scope", "revoked_at"]
     autocomplete_fields = ["project"]
-    fields = ["project", "name", "scope", "revoked_at"]
+    add_fields = ["project", "name", "scope"]
+    change_fields = ["id", "masked", "project", "name", "scope", "created_at", "last_used_at", "revoked_at"]
 
     def create_key(self, obj):
         return project_api_key_create(project=obj.project, name=obj.name, scope=obj.scope)
@@ -124,7 +198,93 @@ class DeveloperTokenAdmin(KeyAdmin):
     list_display = ["masked", "name", "user", "last_used_at", "revoked_at"]
     list_select_related = ["user"]
     autocomplete_fields = ["user"]
-    fields = ["user", "name", "revoked_at"]
+    add_fields = ["user", "name"]
+    change_fields = ["id", "masked", "user", "name", "created_at", "last_used_at", "revoked_at"]
 
     def create_key(self, obj):
         return developer_token_create(user=obj.user, name=obj.name)
+
+
+# --- The login, throttled per client address and per username (DESIGN.md: django-ratelimit guards the sync views).
+# Every POST counts, a successful one too: counting before the password is checked keeps the limit exact under
+# concurrent attempts (counting failures after the check would let a burst through), and a refused attempt costs no
+# password hash. The site is Django's default one, so its bound login view is wrapped here, where the admin is set
+# up; `admin.site.urls` reads `site.login` after the admin modules are loaded.
+
+logger = logging.getLogger(__name__)
+LOGIN_PERIOD_SECONDS = 60
+CACHE_FAULT_LOG_SECONDS = 60
+_cache_fault_logged_at: float | None = None
+
+
+def _log_cache_fault() -> None:
+    """Counted each time, logged once per interval: a cache that is down would otherwise log every attempt."""
+    global _cache_fault_logged_at
+    RATE_LIMIT_FAIL_OPEN.inc()
+    now = time.monotonic()
+    if _cache_fault_logged_at is None or now - _cache_fault_logged_at >= CACHE_FAULT_LOG_SECONDS:
+        _cache_fault_logged_at = now
+        logger.warning("The admin login throttle cannot reach the cache; letting login attempts through",
+                       exc_info=True)
+
+
+def _login_attempt_count(request, *, group: str, value: str, limit: int) -> int | None:
+    """Counts one attempt against `value`; the seconds to wait when it is over the limit, else None. The cache
+    failing lets the attempt through (fails open), so a Redis outage never locks everyone out of the admin."""
+    try:
+        usage = get_usage(request, group=group, key=lambda _group, _request: value,
+                          rate=(limit, LOGIN_PERIOD_SECONDS), increment=True)
+    except Exception:
+        _log_cache_fault()
+        return None
+    if usage is None or usage["limit"] == 0:  # django-ratelimit's answer when the cache did not count
+        _log_cache_fault()
+        return None
+    # The window still counts at its last second (`time_left` 0), so the wait is one more than what is left.
+    return max(int(usage["time_left"]) + 1, 1) if usage["should_limit"] else None
+
+
+def login_throttle_hit(request) -> int | None:
+    """Counts a login POST per client address and per username; the seconds to wait if either is over its limit.
+    Behind a proxy the address is the proxy's (`X-Forwarded-For` is not trusted), so the username limit remains."""
+    address = request.META.get("REMOTE_ADDR") or "unknown"
+    waits = [_login_attempt_count(request, group="admin-login-address", value=address,
+                                  limit=settings.CONDUET_ADMIN_LOGIN_RATE_PER_ADDRESS)]
+    username = str(request.POST.get("username", "")).strip().casefold()
+    if username:
+        waits.append(_login_attempt_count(request, group="admin-login-username", value=username,
+                                          limit=settings.CONDUET_ADMIN_LOGIN_RATE_PER_USERNAME))
+    return max((wait for wait in waits if wait is not None), default=None)
+
+
+class ThrottledAuthenticationForm(AdminAuthenticationForm):
+    """Refuses before checking the password when the view found the attempt over its limit."""
+
+    def clean(self):
+        retry_after = getattr(self.request, "conduet_login_retry_after", None)
+        if retry_after is not None:
+            raise ValidationError("Too many login attempts. Retry in %(seconds)s s.", code="throttled",
+                                  params={"seconds": retry_after})
+        return super().clean()
+
+
+_default_site_login = admin.site.login
+
+
+def throttled_login(request, extra_context=None):
+    """The admin's login view; an attempt over the limit gets the login page with the error, status 429 and
+    `Retry-After`."""
+    retry_after = login_throttle_hit(request) if request.method == "POST" else None
+    if retry_after is not None:
+        request.conduet_login_retry_after = retry_after
+        logger.warning("Admin login throttled for %s (username %r)", request.META.get("REMOTE_ADDR"),
+                       request.POST.get("username", ""))
+    response = _default_site_login(request, extra_context)
+    if retry_after is not None:
+        response.status_code = 429
+        response["Retry-After"] = str(retry_after)
+    return response
+
+
+admin.site.login_form = ThrottledAuthenticationForm
+admin.site.login = throttled_login

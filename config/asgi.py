@@ -8,6 +8,10 @@ from django.core.asgi import get_asgi_application
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 django_asgi_app = get_asgi_application()
 
+from config.checks import server_start_refusal  # noqa: E402  (reads the settings loaded above)
+
+server_start_refusal()  # no server on the published development SECRET_KEY outside development
+
 from channels.routing import ProtocolTypeRouter  # noqa: E402  (needs the app registry loaded)
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
 

@@ -1,11 +1,13 @@
-"""Admin for agents and keys: keys are created by the service and shown once, revocable; versions read-only."""
+"""Admin for agents and keys: keys are created by the service and shown once, revocable but not revivable, their
+grant fixed; documents validated before they are saved or published; versions read-only, production's undeletable."""
+import json
 import re
 
 import pytest
 
 from agents.ids import key_digest
 from agents.models import DeveloperToken, Project, ProjectApiKey, ProjectVersion
-from agents.services import project_api_key_create, version_publish
+from agents.services import developer_token_create, project_api_key_create, version_publish
 
 pytestmark = pytest.mark.django_db
 
@@ -20,7 +22,8 @@ def test_every_admin_page_renders(admin_client, demo_project, developer_token, p
              "/admin/agents/developertoken/", "/admin/agents/developertoken/add/",
              f"/admin/agents/workspace/{demo_project.workspace_id}/change/"]
     for page in pages:
-        assert admin_client.get(page).status_code == 200, page
+        response = admin_client.get(page)
+        assert response.status_code == 200, (page, response.status_code, response.content[:2000])
 
 
 def test_adding_a_key_shows_it_once_and_stores_its_digest(admin_client, demo_project):
@@ -66,3 +69,202 @@ def test_versions_cannot_be_added_or_changed(admin_client, demo_project):
     assert admin_client.get("/admin/agents/projectversion/add/").status_code == 403
     admin_client.post(f"/admin/agents/projectversion/{version.pk}/change/", {"name": "renamed"})
     assert ProjectVersion.objects.get().name == "v1"
+
+
+# --- A project document is validated by the engine before it is saved or published.
+
+def project_form(project: Project, **changes) -> dict:
+    data = {"workspace": project.workspace_id, "name": project.name, "slug": project.slug,
+            "description": project.description or "", "framework": project.framework,
+            "language": project.language, "document": json.dumps(project.document)}
+    return {**data, **changes}
+
+
+def form_errors(response, field: str) -> list[str]:
+    return [str(error) for error in response.context["adminform"].form.errors.get(field, [])]
+
+
+def test_an_invalid_document_is_refused_with_its_fault_named(admin_client, published_demo, server_client):
+    response = admin_client.post(f"/admin/agents/project/{published_demo.pk}/change/",
+                                 project_form(published_demo, document=json.dumps({"workflows": "nope"})))
+
+    assert response.status_code == 200
+    assert form_errors(response, "document") == ["workflows: Expected a list."]
+    published_demo.refresh_from_db()
+    assert isinstance(published_demo.document["workflows"], list)
+    interact = server_client.post("/api/v1/conversations/jane/interact",
+                                  {"action": {"type": "launch", "payload": None}, "versionId": "development"},
+                                  format="json")
+    assert interact.status_code == 200
+
+
+def test_every_fault_of_a_document_is_listed_by_location(admin_client, demo_project):
+    document = {**demo_project.document}
+    document["workflows"] = [{**document["workflows"][0], "steps": [{"id": "s", "type": "start", "data": {}},
+                                                                     {"id": "x", "type": "teleport", "data": {}}]},
+                             {"id": "w2", "name": "Second", "steps": [], "connections": []}]
+    response = admin_client.post(f"/admin/agents/project/{demo_project.pk}/change/",
+                                 project_form(demo_project, document=json.dumps(document)))
+
+    errors = form_errors(response, "document")
+    assert any(error.startswith("workflows[0].steps[1]: ") for error in errors), errors
+    assert any(error.startswith("workflows[1]: ") and "start" in error for error in errors), errors
+    assert Project.objects.get().document == demo_project.document
+
+
+@pytest.mark.parametrize("document", ['["a"]', '"text"', "42"])
+def test_a_document_that_is_not_an_object_is_refused(admin_client, demo_project, document):
+    response = admin_client.post(f"/admin/agents/project/{demo_project.pk}/change/",
+                                 project_form(demo_project, document=document))
+
+    assert form_errors(response, "document") == ["document: The project document must be a JSON object."]
+
+
+def test_a_valid_document_is_saved(admin_client, demo_project):
+    document = {**demo_project.document, "instructions": "Be brief."}
+    response = admin_client.post(f"/admin/agents/project/{demo_project.pk}/change/",
+                                 project_form(demo_project, document=json.dumps(document)))
+
+    assert response.status_code == 302
+    assert Project.objects.get().document["instructions"] == "Be brief."
+
+
+def test_adding_a_project_with_an_invalid_document_is_refused(admin_client, workspace):
+    response = admin_client.post("/admin/agents/project/add/", {
+        "workspace": workspace.pk, "name": "Bot", "slug": "bot", "framework": "conversation-flow", "language": "en",
+        "document": json.dumps({"workflows": [{"id": "w", "name": "W", "steps": [], "connections": []}]})})
+
+    assert response.status_code == 200
+    assert any(error.startswith("workflows[0]: ") for error in form_errors(response, "document"))
+    assert not Project.objects.exists()
+
+
+def test_publish_refuses_an_invalid_development_document(admin_client, published_demo):
+    Project.objects.filter(pk=published_demo.pk).update(document={"workflows": "nope"})  # e.g. written before
+
+    response = admin_client.post("/admin/agents/project/", {"action": "publish",
+                                                             "_selected_action": [published_demo.pk]}, follow=True)
+
+    shown = [str(message) for message in response.context["messages"]]
+    assert shown == [f"{published_demo.name}: not published, its development document is invalid: "
+                     "workflows: Expected a list."]
+    assert ProjectVersion.objects.count() == 1
+    assert Project.objects.get().production_version_id == published_demo.production_version_id
+
+
+# --- Keys: what a key grants is fixed when it is made, and a revoked key stays revoked.
+
+def key_form(row: ProjectApiKey, **changes) -> dict:
+    return {"project": row.project_id, "name": row.name, "scope": row.scope, "revoked_at_0": "",
+            "revoked_at_1": "", **changes}
+
+
+def test_a_revoked_key_cannot_be_revived_in_its_form(admin_client, demo_project, client_for):
+    row, key = project_api_key_create(project=demo_project, name="ci")
+    admin_client.post("/admin/agents/projectapikey/", {"action": "revoke", "_selected_action": [row.pk]})
+    row.refresh_from_db()
+    revoked_at = row.revoked_at
+
+    response = admin_client.post(f"/admin/agents/projectapikey/{row.pk}/change/", key_form(row, name="renamed"))
+
+    assert response.status_code == 302
+    row.refresh_from_db()
+    assert row.revoked_at == revoked_at and row.name == "renamed"
+    assert client_for(key).get("/api/v1/conversations/jane/state").status_code == 401
+
+
+def test_a_key_keeps_its_project_and_scope(admin_client, demo_project, other_project):
+    row, _key = project_api_key_create(project=demo_project, name="ci")
+
+    admin_client.post(f"/admin/agents/projectapikey/{row.pk}/change/",
+                      key_form(row, project=other_project.pk, scope="widget",
+                               revoked_at_0="2020-01-01", revoked_at_1="00:00:00"))
+
+    row.refresh_from_db()
+    assert (row.project_id, row.scope, row.revoked_at) == (demo_project.pk, "server", None)
+    page = admin_client.get(f"/admin/agents/projectapikey/{row.pk}/change/").content.decode()
+    assert 'name="project"' not in page and 'name="scope"' not in page and 'name="revoked_at' not in page
+    assert 'name="name"' in page
+
+
+def test_a_developer_token_keeps_its_user(admin_client, user, stranger):
+    row, _key = developer_token_create(user=user, name="laptop")
+
+    admin_client.post(f"/admin/agents/developertoken/{row.pk}/change/",
+                      {"user": stranger.pk, "name": "laptop", "revoked_at_0": "2020-01-01",
+                       "revoked_at_1": "00:00:00"})
+
+    row.refresh_from_db()
+    assert (row.user_id, row.revoked_at) == (user.pk, None)
+    page = admin_client.get(f"/admin/agents/developertoken/{row.pk}/change/").content.decode()
+    assert 'name="user"' not in page and 'name="revoked_at' not in page
+
+
+def test_the_add_forms_choose_the_owner_and_scope_but_not_revocation(admin_client):
+    key_page = admin_client.get("/admin/agents/projectapikey/add/").content.decode()
+    token_page = admin_client.get("/admin/agents/developertoken/add/").content.decode()
+
+    assert 'name="project"' in key_page and 'name="scope"' in key_page and 'name="revoked_at' not in key_page
+    assert 'name="user"' in token_page and 'name="revoked_at' not in token_page
+
+
+# --- The version production runs cannot be deleted; the others can.
+
+def test_the_production_version_cannot_be_deleted(admin_client, demo_project):
+    older = version_publish(project=demo_project, name="v1")
+    production = version_publish(project=demo_project, name="v2")
+    url = f"/admin/agents/projectversion/{production.pk}/delete/"
+
+    page = admin_client.get(url)
+    refused = admin_client.post(url, {"post": "yes"})
+
+    assert page.status_code == refused.status_code == 200
+    message = f"Version {production.pk} is the production version of {demo_project.name} and cannot be deleted"
+    assert message in page.content.decode() and message in refused.content.decode()
+    assert ProjectVersion.objects.filter(pk=production.pk).exists()
+    assert admin_client.post(f"/admin/agents/projectversion/{older.pk}/delete/", {"post": "yes"}).status_code == 302
+    assert list(ProjectVersion.objects.values_list("pk", flat=True)) == [production.pk]
+
+
+def test_bulk_delete_refuses_a_selection_holding_the_production_version(admin_client, demo_project):
+    older = version_publish(project=demo_project, name="v1")
+    production = version_publish(project=demo_project, name="v2")
+    bulk = {"action": "delete_selected", "post": "yes"}
+
+    response = admin_client.post("/admin/agents/projectversion/",
+                                 {**bulk, "_selected_action": [older.pk, production.pk]})
+
+    assert response.status_code == 200
+    assert "cannot be deleted; publish another version first" in response.content.decode()
+    assert ProjectVersion.objects.count() == 2
+    admin_client.post("/admin/agents/projectversion/", {**bulk, "_selected_action": [older.pk]})
+    assert list(ProjectVersion.objects.values_list("pk", flat=True)) == [production.pk]
+    assert Project.objects.get().production_version_id == production.pk
+
+
+def test_a_project_can_still_be_deleted_with_its_versions(admin_client, published_demo):
+    response = admin_client.post(f"/admin/agents/project/{published_demo.pk}/delete/", {"post": "yes"})
+
+    assert response.status_code == 302
+    assert not Project.objects.exists() and not ProjectVersion.objects.exists()
+
+
+# --- No page shows a secret: a key is shown once, in the message of the request that made it.
+
+def test_no_admin_page_shows_a_key_or_its_digest(admin_client, demo_project, user):
+    made = admin_client.post("/admin/agents/projectapikey/add/",
+                             {"project": demo_project.pk, "name": "ci", "scope": "server"})
+    shown_once = admin_client.get(made["Location"]).content.decode()
+    key = re.search(r"The new key is (cdt_[A-Za-z0-9]{40})", shown_once).group(1)
+    _token_row, token = developer_token_create(user=user, name="laptop")
+    key_row, token_row = ProjectApiKey.objects.get(), DeveloperToken.objects.get()
+
+    pages = ["/admin/agents/projectapikey/", f"/admin/agents/projectapikey/{key_row.pk}/change/",
+             f"/admin/agents/projectapikey/{key_row.pk}/delete/", "/admin/agents/developertoken/",
+             f"/admin/agents/developertoken/{token_row.pk}/change/", f"/admin/agents/project/{demo_project.pk}/change/",
+             f"/admin/agents/project/{demo_project.pk}/delete/", "/admin/agents/projectapikey/?q=ci"]
+    for page in pages:
+        html = admin_client.get(page).content.decode()
+        for secret in (key, key[len("cdt_"):], token, token[len("cdt_acc_"):], key_row.digest, token_row.digest):
+            assert secret not in html, page
+    assert shown_once.count(key) == 1

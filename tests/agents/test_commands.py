@@ -1,5 +1,6 @@
 """The management commands a newcomer types, and `rundemo`, the README's run command."""
 import json
+import os
 import re
 from io import StringIO
 
@@ -123,3 +124,17 @@ def test_duplicate_workspace_and_user_are_errors():
 def test_key_create_rejects_an_unknown_scope():
     with pytest.raises(CommandError):
         run("key_create", "--project", "proj_x", "--scope", "root")
+
+
+def test_rundemo_serves_in_development_mode(monkeypatch):
+    """rundemo is the development command: the daphne it runs may start on the development SECRET_KEY."""
+    calls = []
+    monkeypatch.delenv("CONDUET_DEVELOPMENT", raising=False)
+    monkeypatch.setattr("os.execvpe", lambda file, args, env: calls.append((file, args, env)))
+    monkeypatch.setattr("os.execvp", lambda file, args: calls.append((file, args, dict(os.environ))))
+
+    run("rundemo", "--port", "8123")
+
+    [(_file, args, env)] = calls
+    assert args[-5:] == ["-b", "127.0.0.1", "-p", "8123", "config.asgi:application"]
+    assert env["CONDUET_DEVELOPMENT"] == "true"

@@ -46,5 +46,7 @@ class Command(BaseCommand):
             return
         self.stdout.flush()
         sys.stdout.flush()
-        os.execvp(sys.executable, [sys.executable, "-m", "daphne", "-b", host, "-p", str(port),
-                                   "config.asgi:application"])
+        # rundemo is the development command: its server may run on the development SECRET_KEY (config/checks.py).
+        env = {**os.environ, "CONDUET_DEVELOPMENT": "true"}
+        os.execvpe(sys.executable, [sys.executable, "-m", "daphne", "-b", host, "-p", str(port),
+                                    "config.asgi:application"], env)
