@@ -14,7 +14,6 @@ from django.core.exceptions import ValidationError
 from django.utils.html import format_html
 from django_ratelimit.core import get_usage
 
-import config.checks  # noqa: F401  (registers the deploy checks: admin modules load on every django.setup())
 from agents.ids import DEVELOPER_TOKEN_PREFIX, PROJECT_KEY_PREFIX
 from agents.models import (
     DeveloperToken,

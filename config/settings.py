@@ -147,7 +147,12 @@ else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 RATELIMIT_USE_CACHE = "default"
 RATELIMIT_FAIL_OPEN = False
-SILENCED_SYSTEM_CHECKS = ["django_ratelimit.W001"]  # the database cache is shared by all processes, unlike locmem
+SILENCED_SYSTEM_CHECKS = [
+    "django_ratelimit.W001",  # the database cache is shared by all processes, unlike locmem
+    # "Security / X-Frame-Options / CSRF middleware missing": ours extend them (config/middleware.py), and
+    # config/checks.py runs Django's checks of their settings on our classes.
+    "security.W001", "security.W002", "security.W003",
+]
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},

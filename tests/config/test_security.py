@@ -132,3 +132,14 @@ def test_bad_values_fail_loudly(name, value):
 
     assert result.returncode != 0
     assert f"ImproperlyConfigured: {name} must be" in result.stderr
+
+
+def test_check_deploy_sees_the_https_settings_through_our_middleware():
+    """Our middleware extend Django's (config/middleware.py): Django's deploy checks must still see them, neither
+    calling them missing nor skipping the HSTS, SSL-redirect and CSRF-cookie warnings."""
+    result = run(["manage.py", "check", "--deploy"], SECRET_KEY=A_SECRET_KEY)
+
+    for warning in ("security.W004", "security.W008", "security.W016"):
+        assert warning in result.stderr, result.stderr
+    for missing in ("security.W001", "security.W002", "security.W003"):
+        assert missing not in result.stderr
