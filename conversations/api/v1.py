@@ -21,8 +21,9 @@ from conversations.api.serializers import (
     validate_turn_id,
 )
 from conversations.lease import ConversationKey
+from conversations.remote_turns import turn_find, turn_follow, turn_stop
 from conversations.selectors import conversation_aget
-from conversations.turns import turn_find, turn_follow, turn_start, turn_stop
+from conversations.turns import turn_start
 
 USER_ID_PARAM = OpenApiParameter("user_id", str, OpenApiParameter.PATH, pattern=f"^{USER_ID_RE.pattern}$",
                                  description="1–128 characters of [A-Za-z0-9_.:@-]")

@@ -13,7 +13,8 @@ from agents.services import project_create
 from config.api.errors import Conflict
 from conversations.lease import ConversationKey, lease_acquire
 from conversations.models import Conversation, Message
-from conversations.turns import TurnRequest, turn_follow, turn_start, turn_stop
+from conversations.remote_turns import turn_follow, turn_stop
+from conversations.turns import TurnRequest, turn_start
 from tests.turns import slow_document
 
 pytestmark = pytest.mark.django_db
