@@ -100,7 +100,8 @@ async def interact_resume(request, credential, user_id: str):
 
 async def interact_stop(request, credential, user_id: str):
     project = await project_for_user_call(credential, request, user_id, widget_allowed=False)
-    return json_response(await turn_stop(key=_key(project, user_id)))
+    stopped = await turn_stop(key=_key(project, user_id))
+    return json_response(stopped, status=202 if stopped["status"] == "stopping" else 200)
 
 
 # --- session state
@@ -181,9 +182,11 @@ class ConversationInteractStopApi(APIView):
     @extend_schema(operation_id="conversation_interact_stop",
                    summary="Stop the user's running turn; what it produced is kept (status interrupted)",
                    description="Cancels the turn wherever it runs and waits (up to 5 s) for it to store its reply "
-                               "and free the conversation. 409 when no turn is running.",
+                               "and free the conversation: 200 with what it produced. 202 (status `stopping`) when "
+                               "its process has not answered in that time: the stop stays asked, and a process that "
+                               "died frees the conversation when its lease expires. 409 when no turn is running.",
                    parameters=[USER_ID_PARAM, PROJECT_HEADER], request=None,
-                   responses={200: STOPPED, **error_responses(400, 401, 403, 404, 409, 429)})
+                   responses={200: STOPPED, 202: STOPPED, **error_responses(400, 401, 403, 404, 409, 429)})
     def post(self, request, user_id: str):
         """Documentation only."""
 

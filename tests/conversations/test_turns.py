@@ -179,3 +179,16 @@ def test_a_production_turn_uses_the_published_timeout(workspace, tool_server, se
     _id, development = run_turn_now(project, Action("launch", None), user="d")
     assert production[-1]["payload"]["code"] == "TURN_TIMEOUT"
     assert development[-1]["payload"]["message"] == "Done after 2.0 s."
+
+
+def test_stop_of_a_turn_whose_process_does_not_answer_is_202(demo_project, server_client, settings):
+    """A turn that holds the lease but whose process died: the stop stays asked (its lease expires on its own)."""
+    settings.CONDUET_STOP_WAIT_SECONDS = 0.2
+    dead = "turn_" + "e" * 20
+    async_to_sync(lease_acquire)(key=ConversationKey(demo_project.id, "jane"), token=dead)
+
+    response = server_client.post("/api/v1/conversations/jane/interact/stop")
+
+    assert response.status_code == 202
+    assert response.json() == {"turnId": dead, "status": "stopping", "traces": []}
+    assert Conversation.objects.get().stop_turn_id == dead
