@@ -10,6 +10,7 @@ leased), with the turn's user message written in the same transaction. The seque
 messages are reserved by that UPDATE, so a crashed turn never makes the next one reuse them. The statements are
 plain SQL that PostgreSQL and SQLite share (Django's ORM has no UPDATE … RETURNING)."""
 import asyncio
+import logging
 import time
 from dataclasses import dataclass
 from datetime import timedelta
@@ -20,6 +21,8 @@ from django.utils import timezone
 from agents.ids import new_id
 from config import db
 from config.api.errors import Conflict
+
+log = logging.getLogger("conduet.turns")
 
 CONVERSATION = "conversations_conversation"
 MESSAGE = "conversations_message"
@@ -159,7 +162,10 @@ async def lease_acquire(*, key: ConversationKey, token: str, platform: str = "ap
                 row = await _open(key, token, reserve_messages, platform, user_message)
         if row is not None:
             if row["expired_turn_id"]:
-                await turn_mark_dead(turn_id=row["expired_turn_id"])
+                try:
+                    await turn_mark_dead(turn_id=row["expired_turn_id"])
+                except Exception:  # the lease is ours now: a failed repair of the transcript must not leak it
+                    log.exception("Could not mark the dead turn %s as failed", row["expired_turn_id"])
             return row
         if not await _exists(key):
             if key.conversation_id is not None or not create:
