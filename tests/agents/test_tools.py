@@ -114,7 +114,6 @@ async def test_a_host_name_is_resolved_and_the_request_goes_to_a_checked_address
 
 
 async def test_https_goes_to_the_checked_address_and_verifies_the_certificate_for_the_host_name():
-    pytest.importorskip("cryptography")
     with ToolServer(tls=True) as server:
         async with httpx.AsyncClient(verify=server.client_ssl_context()) as client:
             result = await http_tool_call(tool(server.url + "/accounts?email=t@l.s"), {}, allowlist=("127.0.0.0/8",),

@@ -5,6 +5,7 @@ A step type lives in one module of this package and declares, in one class: its 
 `template_fields` / `expression_fields`, its own checks and compiled parts (`prepare`), and what it does when the
 walk reaches it (`run`) — plus, for a step that waits for the user, how it asks (`prompt`) and how it takes the
 answer (`answer`)."""
+from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -150,7 +151,7 @@ class StepRun:
         return self.turn.evaluate(expression)
 
 
-class StepType:
+class StepType(ABC):
     """One kind of step. Subclasses set the class attributes and write `run` as an async generator; the registry
     (`agents/runtime/steps/__init__.py`) holds one instance of each."""
 
@@ -174,16 +175,17 @@ class StepType:
 
     def prepare(self, build: StepBuild) -> None:
         """This step type's own checks of its data, and what it compiles beyond its template and expression fields
-        (into `build.compiled`, read back as `step.compiled`)."""
+        (into `build.compiled`, read back as `step.compiled`). Most step types need nothing beyond their fields."""
+        return None
 
+    @abstractmethod
     def run(self, run: StepRun) -> Traces:
         """What the step does when the walk reaches it."""
-        raise NotImplementedError
 
     def prompt(self, run: StepRun) -> Traces:
         """A waiting step's question, asked when the walk reaches it and again when the user comes back (launch)."""
-        raise NotImplementedError
+        raise TypeError(f"{self.name} steps do not wait for an answer")
 
     def answer(self, run: StepRun) -> Traces:
         """A waiting step takes the user's action: `follow` a port, or `wait` again (re-asking)."""
-        raise NotImplementedError
+        raise TypeError(f"{self.name} steps do not wait for an answer")
