@@ -1,4 +1,5 @@
 """Bearer authentication for both key kinds (API.md §1). The view gets a `Credential`: whose key, which scope."""
+import functools
 import hmac
 import re
 from dataclasses import dataclass
@@ -89,6 +90,32 @@ _KEY_SQL = (
 )
 
 
+_PROJECT_ATTNAMES = [f.attname for f in _PROJECT_FIELDS]
+
+
+@functools.cache
+def _project_converters() -> list[tuple[str, object, list]]:
+    """(column alias, column, the database's and the field's converters) of each project field, worked out once."""
+    connection = connections["default"]
+    found = []
+    for f in _PROJECT_FIELDS:
+        column = f.get_col(Project._meta.db_table)
+        found.append((f"p_{f.column}", column,
+                      connection.ops.get_db_converters(column) + column.get_db_converters(connection)))
+    return found
+
+
+def _project_values(row: dict) -> list:
+    connection = connections["default"]
+    values = []
+    for alias, column, converters in _project_converters():
+        value = row[alias]
+        for converter in converters:
+            value = converter(value, column, connection)
+        values.append(value)
+    return values
+
+
 async def credential_from_header_async(header: str | None) -> Credential | None:
     """`credential_from_header` for async views: a project key costs one statement on the async path."""
     if not header:
@@ -102,14 +129,7 @@ async def credential_from_header_async(header: str | None) -> Credential | None:
         raise AuthenticationFailed("Unknown API key.")
     if row["revoked_at"] is not None:
         raise AuthenticationFailed("This API key has been revoked.")
-    connection = connections["default"]
-    values = []
-    for f in _PROJECT_FIELDS:
-        value, column = row[f"p_{f.column}"], f.get_col(Project._meta.db_table)
-        for converter in connection.ops.get_db_converters(column) + column.get_db_converters(connection):
-            value = converter(value, column, connection)
-        values.append(value)
-    project = Project.from_db("default", [f.attname for f in _PROJECT_FIELDS], values)
+    project = Project.from_db("default", _PROJECT_ATTNAMES, _project_values(row))
     last_used = db.datetime_value(row["last_used_at"])
     now = timezone.now()
     if last_used is None or now - last_used > LAST_USED_RESOLUTION:
