@@ -217,9 +217,9 @@ CONDUET_STOP_POLL_SECONDS = env_float("CONDUET_STOP_POLL_SECONDS", 0.25, minimum
 CONDUET_STOP_WAIT_SECONDS = env_float("CONDUET_STOP_WAIT_SECONDS", 5.0, minimum=0)
 # How long a running turn's events stay only in its process before they are written to the shared event log: a
 # turn faster than this never writes it, and replays from its stored reply. Long enough that a turn slowed only by
-# a busy process does not write it (at 20 ms, under load every turn did); short enough for a client resuming
-# elsewhere, which is at most this late.
-CONDUET_EVENT_FLUSH_SECONDS = env_float("CONDUET_EVENT_FLUSH_SECONDS", 0.25, minimum=0)
+# a busy process does not write it (at 20 ms every turn did under load, at 250 ms many did at concurrency 32);
+# a client resuming elsewhere gets a running turn's first events at most this late, the later ones as they come.
+CONDUET_EVENT_FLUSH_SECONDS = env_float("CONDUET_EVENT_FLUSH_SECONDS", 1.0, minimum=0)
 CONDUET_EVENT_TTL_SECONDS = env_int("CONDUET_EVENT_TTL_SECONDS", 3600, minimum=60)
 # Widget keys are public: besides the per-user limit, their interact calls are capped per key and per address.
 CONDUET_WIDGET_RATE_PER_KEY = env_int("CONDUET_WIDGET_RATE_PER_KEY", 600, minimum=1)
