@@ -47,17 +47,26 @@ class _SpecCache:
 spec_cache = _SpecCache(_CACHE_SIZE)
 
 
-def agent_spec_get(*, project: Project, version: str = DEVELOPMENT) -> tuple[AgentSpec, str]:
-    """The spec to run for `version` (development, production or a version id) and the resolved version id."""
+def _spec_key(project: Project, version: str) -> tuple[tuple, str] | None:
+    """The cache key and resolved version id, from the project row alone (no document); None when `production` is
+    asked of a project that has none."""
     if version == DEVELOPMENT:
-        key = (project.id, DEVELOPMENT, project.updated_at.isoformat())
-        spec = spec_cache.get_or_build(
-            key, lambda: AgentSpec.from_document(project.as_document(), project_id=project.id, version_id=DEVELOPMENT)
-        )
-        return spec, DEVELOPMENT
+        return (project.id, DEVELOPMENT, project.updated_at.isoformat()), DEVELOPMENT
     version_id = project.production_version_id if version == PRODUCTION else version
     if version_id is None:
+        return None
+    return (project.id, version_id), version_id
+
+
+def agent_spec_get(*, project: Project, version: str = DEVELOPMENT) -> tuple[AgentSpec, str]:
+    """The spec to run for `version` (development, production or a version id) and the resolved version id."""
+    found = _spec_key(project, version)
+    if found is None:
         raise NotFound("This project has no production version yet; publish one first.")
+    key, version_id = found
+    if version == DEVELOPMENT:
+        return spec_cache.get_or_build(key, lambda: AgentSpec.from_document(
+            project.as_document(), project_id=project.id, version_id=DEVELOPMENT)), DEVELOPMENT
 
     def build() -> AgentSpec:
         row = ProjectVersion.objects.filter(project=project, id=version_id).only("snapshot").first()
@@ -65,17 +74,7 @@ def agent_spec_get(*, project: Project, version: str = DEVELOPMENT) -> tuple[Age
             raise NotFound(f"Version {version} not found.")
         return AgentSpec.from_document(row.snapshot, project_id=project.id, version_id=version_id)
 
-    return spec_cache.get_or_build((project.id, version_id), build), version_id
-
-
-def _spec_key(project: Project, version: str) -> tuple[tuple, str] | None:
-    """The cache key and resolved version id, from the project row alone (no document)."""
-    if version == DEVELOPMENT:
-        return (project.id, DEVELOPMENT, project.updated_at.isoformat()), DEVELOPMENT
-    version_id = project.production_version_id if version == PRODUCTION else version
-    if version_id is None:
-        return None
-    return (project.id, version_id), version_id
+    return spec_cache.get_or_build(key, build), version_id
 
 
 def _development_build(project_id: str) -> AgentSpec:

@@ -7,6 +7,7 @@ off, as the in-process tests do so that they see their own transaction) they run
 thread that asgiref keeps for sync work. The SQL text is the same for both: `%s` placeholders, and the helpers
 below adapt JSON and datetimes to the database in use."""
 import asyncio
+import contextlib
 import functools
 import json
 import select
@@ -120,7 +121,7 @@ async def _pool_run(statements: Sequence[Statement], atomic: bool) -> list[list[
             return [await _pool_fetch(conn, *statements[0])]
         # Pipeline mode sends the statements (and BEGIN/COMMIT) together: one round trip, not four.
         async with conn.pipeline() as pipeline:
-            async with conn.transaction() if atomic else _nothing_async():
+            async with conn.transaction() if atomic else contextlib.nullcontext():
                 cursors = [await conn.execute(sql, params) for sql, params in statements]
             await pipeline.sync()
             return [await cursor.fetchall() if cursor.description else [] for cursor in cursors]
@@ -131,19 +132,12 @@ async def _pool_fetch(conn, sql: str, params) -> list[dict]:
     return await cursor.fetchall() if cursor.description else []
 
 
-async def pool_close() -> None:
-    """Closes this loop's pool (tests and shutdown)."""
-    pool = _pools.pop(asyncio.get_running_loop(), None)
-    if pool is not None:
-        await pool.close()
-
-
 # --- Django's connection, in asgiref's sync thread
 
 def _django_run(statements: Sequence[Statement], atomic: bool) -> list[list[dict]]:
     connection = connections["default"]
     results = []
-    with transaction.atomic() if atomic and len(statements) > 1 else _nothing():
+    with transaction.atomic() if atomic and len(statements) > 1 else contextlib.nullcontext():
         with connection.cursor() as cursor:
             for sql, params in statements:
                 cursor.execute(sql, params)
@@ -153,22 +147,6 @@ def _django_run(statements: Sequence[Statement], atomic: bool) -> list[list[dict
                 else:
                     results.append([])
     return results
-
-
-class _nothing:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
-
-
-class _nothing_async:
-    async def __aenter__(self):
-        return self
-
-    async def __aexit__(self, *exc):
-        return False
 
 
 _django_run_async = sync_to_async(_django_run, thread_sensitive=True)
