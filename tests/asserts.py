@@ -1,6 +1,4 @@
 """Assertions shared by the API tests: the contract's error shape, and that a refused request wrote nothing."""
-import itertools
-import time
 
 from conversations.models import Conversation, Message
 
@@ -26,16 +24,3 @@ def assert_bad_request(response, field: str) -> None:
     assert_nothing_written()
 
 
-def roomy_user_id(project, prefix: str = "user") -> str:
-    """A user id whose interact rate-limit window has more than 15 s left. django-ratelimit's fixed windows start
-    at an offset that depends on the counted key, so a test that counts up to a limit picks a key whose window
-    cannot roll over (and reset the count) halfway through."""
-    for n in itertools.count():
-        if window_seconds_left(f"{project.id}:{prefix}{n}") > 15:
-            return f"{prefix}{n}"
-
-
-def window_seconds_left(value: str, period: int = 60) -> float:
-    from django_ratelimit.core import _get_window  # the library's own window arithmetic
-
-    return _get_window(value, period) - time.time()

@@ -6,7 +6,6 @@ import pytest
 from django.db import connections
 
 from conversations.models import Conversation, Message
-from tests.asserts import roomy_user_id
 from tests.live import daphne_server, database_url
 
 pytestmark = [pytest.mark.server, pytest.mark.django_db(transaction=True)]
@@ -71,7 +70,7 @@ def test_the_rate_limit_holds_across_processes(impatient_server, daphne_url, pro
     demo_project.save()
     headers = {"Authorization": f"Bearer {project_key}"}
     body = {"action": {"type": "launch", "payload": None}}
-    user_id = roomy_user_id(demo_project)
+    user_id = "counted-user"
 
     statuses = [
         httpx.post(f"{url}/api/v1/conversations/{user_id}/interact", json=body, headers=headers).status_code
