@@ -226,8 +226,20 @@ CONDUET_WIDGET_RATE_PER_KEY = env_int("CONDUET_WIDGET_RATE_PER_KEY", 600, minimu
 CONDUET_WIDGET_RATE_PER_ADDRESS = env_int("CONDUET_WIDGET_RATE_PER_ADDRESS", 60, minimum=1)
 # /metrics answers only these networks (Prometheus text).
 CONDUET_METRICS_ALLOWLIST = env_list("CONDUET_METRICS_ALLOWLIST", ["127.0.0.0/8", "::1/128"])
+# The model (agents/llm.py): any OpenAI-compatible chat-completions endpoint. No base URL: no model, and every path
+# that needs one says so. The project's `model` overrides the name, temperature and max tokens.
 CONDUET_LLM_BASE_URL = env_str("CONDUET_LLM_BASE_URL")
 CONDUET_LLM_API_KEY = env_str("CONDUET_LLM_API_KEY")
+CONDUET_LLM_MODEL = env_str("CONDUET_LLM_MODEL")
+CONDUET_LLM_TIMEOUT_SECONDS = env_float("CONDUET_LLM_TIMEOUT_SECONDS", 60.0, minimum=1)  # per attempt; read gaps too
+CONDUET_LLM_MAX_RETRIES = env_int("CONDUET_LLM_MAX_RETRIES", 2, minimum=0)  # on 429, 5xx and connection errors
+# The agent loop (agents/runtime/agentic.py): tool rounds per turn, and the history's token budget.
+CONDUET_AGENT_MAX_TOOL_ROUNDS = env_int("CONDUET_AGENT_MAX_TOOL_ROUNDS", 8, minimum=1)
+CONDUET_AGENT_HISTORY_TOKENS = env_int("CONDUET_AGENT_HISTORY_TOKENS", 8000, minimum=100)
+# Tool secrets (header values) are encrypted at rest with these Fernet keys (agents/secrets.py); the first encrypts,
+# all decrypt (rotation). Unset: a key derived from SECRET_KEY.
+CONDUET_SECRET_KEYS = env_list("CONDUET_SECRET_KEYS", [])
+CONDUET_MCP_CACHE_SECONDS = env_int("CONDUET_MCP_CACHE_SECONDS", 300, minimum=0)  # how long an MCP tool list is kept
 CONDUET_OUTBOUND_ALLOWLIST = env_list("CONDUET_OUTBOUND_ALLOWLIST", [])
 
 LOGGING = {
