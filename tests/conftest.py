@@ -8,7 +8,8 @@ from agents.selectors import spec_cache
 from agents.services import developer_token_create, project_api_key_create, project_create, version_publish
 from tests.factories import MembershipFactory, ProjectFactory, UserFactory, WorkspaceFactory
 
-pytest_plugins = ["tests.fakes.tool_server"]  # the `tool_server` fixture: a real HTTP tool endpoint on loopback
+# Real servers on loopback: an HTTP tool endpoint, an OpenAI-compatible model, an MCP tool server.
+pytest_plugins = ["tests.fakes.tool_server", "tests.fakes.llm_server", "tests.fakes.mcp_server"]
 
 
 @pytest.fixture(autouse=True)

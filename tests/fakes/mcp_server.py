@@ -1,0 +1,1 @@
+"""A fake MCP server (being written)."""
