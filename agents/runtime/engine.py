@@ -5,17 +5,23 @@ step type by name. It is pure: it reads the frozen `AgentSpec`, a copy of the st
 outside world only through `Ports` (an LLM, the knowledge base, tools, data frames), which the turn service fills.
 With no ports it runs workflows, intent matching and the fallback message.
 
+Routing when no step waits for the user: a workflow whose intent matches → else, with a model, the agent loop
+(`agentic.py`, for both frameworks) → else a knowledge answer → else the fallback message. An agentic project with
+no model says (as a debug warning) what to configure.
+
 It is async so that a turn waiting on a model or a tool costs a coroutine, not a thread. A port call is a plain
 `await` on the turn's own task, and the walker yields to the event loop between steps, so cancelling that task (a
 user's "stop") lands in the awaited call or between two steps even in a turn that awaits nothing. The engine never
-catches `asyncio.CancelledError`: it leaves the iteration, and the state is not advanced."""
+catches `asyncio.CancelledError`: it leaves the iteration, and the state is not advanced. A model's
+`UpstreamError` goes out of the turn too (the turn service reports it and keeps what was produced)."""
 import asyncio
 import copy
 from collections.abc import AsyncIterator
 from contextlib import aclosing
 from typing import Any
 
-from agents.runtime.ports import Ports
+from agents.runtime import agentic
+from agents.runtime.ports import LlmResult, Ports, UpstreamError
 from agents.runtime.spec import AgentSpec
 from agents.runtime.steps import STEP_TYPES, Step, StepRun, Traces
 from agents.runtime.steps.kb import knowledge_answer
@@ -32,8 +38,14 @@ class _StepLimit(Exception):
 
 class Turn:
     """`async for trace in turn` runs the turn: traces come out one by one as soon as they are produced. Once
-    exhausted, `state` is the new session state, `ended` / `handoff` say how the conversation stands, and `traces` /
-    `reply_text` hold what was said."""
+    exhausted, `state` is the new session state, `ended` / `handoff` say how the conversation stands, `traces` /
+    `reply_text` hold what was said, `llm_calls` the record of each model call (`LlmResult.record()`) and
+    `tool_calls` the record of each tool the agent called.
+
+    `state` holds `variables`, `stack`, `waiting`, `history`, and for the agent `phase` (the current phase id, None
+    without phases) and `agent` (its counters: `handoffs`). `context` may give `user_id`, `platform`, `timestamp`,
+    `turn` (built-in variables), `max_tool_rounds` and `history_tokens` (the agent loop's bounds) and `llm_missing`
+    (what to say, as a debug warning, when an agentic project has no model)."""
 
     def __init__(self, spec: AgentSpec, state: dict, action: Action, ports: Ports, context: dict, debug: bool):
         self.spec = spec
@@ -44,13 +56,17 @@ class Turn:
         state = copy.deepcopy(state or {})
         variables = {**spec.variable_defaults, **(state.get("variables") or {})}
         self.state = {"variables": variables, "stack": list(state.get("stack") or []),
-                      "waiting": state.get("waiting"), "history": list(state.get("history") or [])}
+                      "waiting": state.get("waiting"), "history": list(state.get("history") or []),
+                      "phase": agentic.phase_of(spec, state.get("phase")), "agent": dict(state.get("agent") or {})}
         self.traces: list[dict] = []
         self.ended = False
         self.handoff = False
         self.steps_run = 0
         self.user_text = _utterance(action)
-        self._reply: list[str] = []
+        self.llm_calls: list[dict] = []
+        self.tool_calls: list[dict] = []
+        self.said: list[str] = []  # each message said, and each streamed reply, in order
+        self._streams: list = []  # the model streams being read
         self._warnings: list[str] = []
         self._events = self._run()
 
@@ -63,32 +79,70 @@ class Turn:
         return item
 
     async def aclose(self) -> None:
-        """Stop the turn before its end (a caller that leaves the iteration early); the state is not advanced."""
+        """Stop the turn before its end (a caller that leaves the iteration early); the state is not advanced. A
+        model stream in flight is closed now: the generators between it and the turn are suspended at a `yield`,
+        where closing the outermost one does not reach it."""
         await self._events.aclose()
+        while self._streams:
+            await self._streams.pop().aclose()
 
     @property
     def reply_text(self) -> str:
-        return "\n".join(part for part in self._reply if part)
+        return "\n".join(part for part in self.said if part)
 
     # --- what steps say and read, through their StepRun; each trace maker returns None when there is nothing to send
 
     def say(self, message: str) -> dict | None:
         if not message:
             return None
-        self._reply.append(message)
+        self.said.append(message)
         return trace(TraceType.TEXT, message=message)
 
     def debug_trace(self, level: str, message: str) -> dict | None:
         return trace(TraceType.DEBUG, level=level, message=message) if self.debug else None
 
-    async def stream_reply(self, chunks: AsyncIterator[str]) -> AsyncIterator[dict]:
-        yield trace(TraceType.COMPLETION_START, text="")
-        part = len(self._reply)
-        self._reply.append("")
-        async with aclosing(chunks):  # a stopped turn closes the model's stream now, not when it is collected
-            async for chunk in chunks:
-                self._reply[part] += chunk
-                yield trace(TraceType.TEXT, message=chunk)
+    async def stream_reply(self, stream: AsyncIterator, reply: agentic.ModelReply | None = None) -> AsyncIterator[dict]:
+        """A model call's reply said as it is written: `completion-start` at its first text, then one `text` trace
+        per chunk. Its `LlmResult` is recorded in `llm_calls` and kept in `reply`, not sent."""
+        part: int | None = None
+        result = None
+        self._streams.append(stream)
+        async with aclosing(stream):  # a stopped turn closes the model's stream now, not when it is collected
+            async for item in stream:
+                if isinstance(item, LlmResult):
+                    result = item
+                    continue
+                if not item:
+                    continue
+                if part is None:
+                    yield trace(TraceType.COMPLETION_START, text="")
+                    part = len(self.said)
+                    self.said.append("")
+                self.said[part] += item
+                yield trace(TraceType.TEXT, message=item)
+        self._streams.remove(stream)
+        result = self._recorded(result)
+        if part is None and result.text:  # a port that streamed nothing but has the whole reply
+            yield trace(TraceType.COMPLETION_START, text="")
+            self.said.append(result.text)
+            yield trace(TraceType.TEXT, message=result.text)
+        if reply is not None:
+            reply.result = result
+
+    async def complete(self, messages: list[dict], **options) -> LlmResult:
+        """One model call whose reply is not said (an extraction): its result, recorded in `llm_calls`."""
+        result = None
+        async with aclosing(self.ports.llm(messages, **options)) as stream:
+            async for item in stream:
+                if isinstance(item, LlmResult):
+                    result = item
+        return self._recorded(result)
+
+    def _recorded(self, result: LlmResult | None) -> LlmResult:
+        if result is None:
+            raise UpstreamError("The model's reply ended without its result.")
+        self.llm_calls.append(result.record())
+        return result
 
     def render(self, template: Template | None) -> str:
         if template is None:
@@ -96,14 +150,14 @@ class Turn:
         try:
             return template.render(self.scope())
         except RenderError as exc:
-            self._warn(str(exc))
+            self.warn(str(exc))
             return ""
 
     def evaluate(self, expression: Expression) -> Any:
         try:
             return expression.evaluate(self.scope())
         except RenderError as exc:
-            self._warn(str(exc))
+            self.warn(str(exc))
             return None
 
     def scope(self) -> dict[str, Any]:
@@ -146,15 +200,18 @@ class Turn:
             async for item in step_type.answer(run):
                 yield item
             if run.next is not None:
-                async for item in self._walk(*run.next):
+                async for item in self.walk(*run.next):
                     yield item
             return
         if action.type == "launch":
             workflow_id = self.spec.start_workflow_id
             if workflow_id is None:
+                if self.spec.framework == "agentic":  # no workflow to start with: the agent greets the user
+                    async for item in self._agent(None):
+                        yield item
                 return
             yield self.debug_trace("info", f"Starting workflow {workflow_id}")
-            async for item in self._walk(workflow_id, self.spec.workflows[workflow_id].start_step_id):
+            async for item in self.walk(workflow_id, self.spec.workflows[workflow_id].start_step_id):
                 yield item
             return
         async for item in self._free_text(self.user_text or ""):
@@ -176,10 +233,15 @@ class Turn:
             yield self.debug_trace("info", f"Matched intent of workflow {match.key} ({match.score:.2f}): "
                                            f"{match.utterance!r}")
             self.state["stack"] = []
-            async for item in self._walk(match.key, self.spec.workflows[match.key].start_step_id):
+            async for item in self.walk(match.key, self.spec.workflows[match.key].start_step_id):
                 yield item
             return
         yield self.debug_trace("info", "No intent matched")
+        content = text or agentic.media_note(self.action)
+        if content and (self.ports.llm is not None or self.spec.framework == "agentic"):
+            async for item in self._agent(content):
+                yield item
+            return
         hits = await self.ports.knowledge(text) if self.ports.knowledge and text else []
         if hits:
             for item in knowledge_answer(self, hits):
@@ -187,9 +249,21 @@ class Turn:
             return
         yield self.say(self.spec.fallback_message)
 
+    async def _agent(self, content: str | None) -> Traces:
+        """The agent loop on the user's words (None: the user just opened the conversation)."""
+        if self.ports.llm is None:  # an agentic project with no model: say what to set, answer what we can
+            yield self.debug_trace("warn", self.context.get("llm_missing") or agentic.NO_LLM)
+            hits = await self.ports.knowledge(content) if self.ports.knowledge and content else []
+            for item in knowledge_answer(self, hits) if hits else [self.say(self.spec.fallback_message)]:
+                yield item
+            return
+        async for item in agentic.agent_reply(self, content):
+            yield item
+
     # --- walking the graph
 
-    async def _walk(self, workflow_id: str, step_id: str | None) -> Traces:
+    async def walk(self, workflow_id: str, step_id: str | None) -> Traces:
+        """The walk from this step until a step waits, ends the conversation or the path ends."""
         while True:
             if step_id is None:
                 workflow_id, step_id = self._return_from_jump()
@@ -221,7 +295,8 @@ class Turn:
 
     # --- small helpers
 
-    def _warn(self, message: str) -> None:
+    def warn(self, message: str) -> None:
+        """A debug warning, sent (when debugging) before the next trace."""
         if self.debug:
             self._warnings.append(message)
 

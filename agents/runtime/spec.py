@@ -3,18 +3,50 @@
 `AgentSpec.from_document` checks the whole document (collecting every problem, keyed by where it is), compiles
 templates, expressions and the intent index once, and returns immutable objects that many turns share. This module
 owns the document's shape (workflows, ids, connections, one start step, settings); what a step of a given type may
-hold — its ports, templates, checks — belongs to its step type (`agents/runtime/steps/`)."""
-from dataclasses import dataclass
+hold — its ports, templates, checks — belongs to its step type (`agents/runtime/steps/`).
+
+The agentic parts are compiled here too: `phases` (each with its instructions, tool allowlist, buttons and exit
+condition) and `behaviourConfig.agentHarness` (the tool allowlist, the handoff bound, the variables the model
+sees). `allowedToolIds` names project tool ids (an MCP tool's server id): absent or empty allows every project
+tool; the harness's list and a phase's (or an `agent` step's) list both apply, so a tool must pass each that is
+given. Built-in tools (set_variable, handoff, end_conversation, workflows, knowledge and data search) are always
+offered."""
+from dataclasses import dataclass, field
 from types import MappingProxyType
 
 from agents.runtime.matching import IntentIndex
 from agents.runtime.steps import STEP_TYPES, Step, StepBuild
+from agents.runtime.templates import Expression
 from agents.runtime.types import DocumentError
 from agents.runtime.values import VARIABLE_NAME_RE, frozen, is_whole_number
 
 DEFAULT_FALLBACK = "Sorry, I didn't understand that."
 MAX_RATE_LIMIT_PER_MINUTE = 100_000
 MAX_TURN_TIMEOUT_SECONDS = 3600
+VARIABLE_TYPES = ("string", "number", "integer", "boolean", "object", "array")
+DEFAULT_MAX_HANDOFFS = 2
+
+
+@dataclass(frozen=True, eq=False)
+class Phase:
+    """One phase of an agentic conversation. It exits (to the next phase in document order) when `exit_expression`
+    is true over the variables, or when the model calls `exit_tool` successfully; the last phase never exits."""
+
+    id: str
+    instructions: str = ""
+    allowed_tool_ids: tuple[str, ...] = ()  # empty: every project tool
+    buttons: tuple = ()  # read-only {label, value}, offered as a choice at the end of a turn in this phase
+    exit_expression: Expression | None = None
+    exit_tool: str | None = None
+
+
+@dataclass(frozen=True)
+class AgentHarness:
+    """`behaviourConfig.agentHarness`: what every agent loop of the project obeys."""
+
+    allowed_tool_ids: tuple[str, ...] = ()  # empty: every project tool
+    max_handoffs: int = DEFAULT_MAX_HANDOFFS  # handoffs the agent may make per conversation
+    snapshot_keys: tuple[str, ...] = ()  # variables shown to the model, as JSON, in its system prompt
 
 
 @dataclass(frozen=True, eq=False)
@@ -43,6 +75,10 @@ class AgentSpec:
     # Read by the turn service, so each version carries its own limits (None: the service's default).
     rate_limit_per_minute: int | None = None  # settings.rateLimit.perMinute
     turn_timeout_seconds: int | None = None  # settings.turnTimeoutSeconds: how long one turn may run
+    # The agent loop (agents/runtime/agentic.py).
+    variable_types: MappingProxyType = field(default_factory=lambda: MappingProxyType({}))  # declared name → type
+    phases: tuple[Phase, ...] = ()
+    harness: AgentHarness = AgentHarness()
 
     @classmethod
     def from_document(cls, document: dict, *, project_id: str, version_id: str) -> "AgentSpec":
@@ -76,7 +112,7 @@ class _Builder:
     def build(self, *, project_id: str, version_id: str) -> AgentSpec:
         settings = self.part("settings", dict, {})
         rate_limit_per_minute, turn_timeout_seconds = self.limits(settings)
-        variables = self.variables(self.part("variables", list, []))
+        variables, variable_types = self.variables(self.part("variables", list, []))
         workflows = self.workflows(self.part("workflows", list, []))
         start = settings.get("startWorkflowId")
         if start is not None and (not isinstance(start, str) or start not in workflows):
@@ -90,6 +126,8 @@ class _Builder:
         instructions = self.part("instructions", str, "")
         model = self.part("model", dict, {})
         tools = self.part("tools", list, [])
+        phases = self.phases(self.part("phases", list, []))
+        harness = self.harness(self.part("behaviourConfig", dict, {}))
         if self.errors:
             first = next(iter(self.errors.items()))
             raise DocumentError(f"Invalid project document: {first[0]}: {first[1][0]}", self.errors)
@@ -111,6 +149,9 @@ class _Builder:
             intent_index=intents,
             rate_limit_per_minute=rate_limit_per_minute,
             turn_timeout_seconds=turn_timeout_seconds,
+            variable_types=MappingProxyType(variable_types),
+            phases=phases,
+            harness=harness,
         )
 
     def limits(self, settings: dict) -> tuple[int | None, int | None]:
@@ -135,17 +176,109 @@ class _Builder:
             return None
         return value
 
-    def variables(self, items: list) -> dict:
-        defaults = {}
+    def variables(self, items: list) -> tuple[dict, dict]:
+        """The defaults, and each declared name's type (None: any JSON value)."""
+        defaults, types = {}, {}
         for i, item in enumerate(items):
             where = f"variables[{i}]"
             name = item.get("name") if isinstance(item, dict) else None
             if not isinstance(name, str) or not VARIABLE_NAME_RE.fullmatch(name):
                 self.error(where, "A variable is an object with a name of letters, digits and _.")
                 continue
+            kind = item.get("type")
+            if kind is not None and kind not in VARIABLE_TYPES:
+                self.error(f"{where}.type", f"Expected one of {', '.join(VARIABLE_TYPES)}.")
+                kind = None
+            types[name] = kind
             if "default" in item:  # a variable with no default stays undefined until set
                 defaults[item["name"]] = item["default"]
-        return defaults
+        return defaults, types
+
+    def phases(self, items: list) -> tuple[Phase, ...]:
+        ids = [item.get("id") if isinstance(item, dict) else None for item in items]
+        phases = []
+        for i, item in enumerate(items):
+            where = f"phases[{i}]"
+            if not isinstance(item, dict):
+                self.error(where, "A phase is an object.")
+                continue
+            phase_id = item.get("id")
+            if not isinstance(phase_id, str) or not phase_id:
+                self.error(where, "A phase needs a non-empty string id.")
+                continue
+            if ids.count(phase_id) > 1:
+                self.error(where, f"Duplicate phase id {phase_id!r}.")
+                continue
+            instructions = item.get("instructions") or ""
+            if not isinstance(instructions, str):
+                self.error(f"{where}.instructions", "Expected text.")
+                instructions = ""
+            phase = Phase(id=phase_id, instructions=instructions,
+                          allowed_tool_ids=self.tool_ids(item.get("allowedToolIds"), f"{where}.allowedToolIds"),
+                          buttons=self.buttons(item.get("buttons"), f"{where}.buttons"),
+                          **self.exit_condition(item.get("exitCondition"), f"{where}.exitCondition"))
+            phases.append(phase)
+        return tuple(phases)
+
+    def tool_ids(self, value, where: str) -> tuple[str, ...]:
+        if value is None:
+            return ()
+        if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+            self.error(where, "Expected a list of tool ids.")
+            return ()
+        return tuple(value)
+
+    def buttons(self, value, where: str) -> tuple:
+        if value is None:
+            return ()
+        if not isinstance(value, list):
+            self.error(where, "Expected a list of {label, value}.")
+            return ()
+        buttons = []
+        for i, button in enumerate(value):
+            if not isinstance(button, dict) or not isinstance(button.get("label"), str) or not button["label"]:
+                self.error(f"{where}[{i}]", "A button is an object with a label (text) and a value.")
+                continue
+            buttons.append(frozen({"label": button["label"], "value": button.get("value", button["label"])}))
+        return tuple(buttons)
+
+    def exit_condition(self, value, where: str) -> dict:
+        """An expression over the variables, or {"tool": name}; absent: the phase never exits by itself."""
+        if value is None or value == "":
+            return {}
+        if isinstance(value, dict):
+            tool = value.get("tool")
+            if set(value) != {"tool"} or not isinstance(tool, str) or not tool:
+                self.error(where, 'Expected an expression or {"tool": "<tool name>"}.')
+                return {}
+            return {"exit_tool": tool}
+        try:
+            return {"exit_expression": Expression(value, where)}
+        except DocumentError as exc:
+            for key, messages in exc.details.items():
+                self.errors.setdefault(key, []).extend(messages)
+            return {}
+
+    def harness(self, behaviour: dict) -> AgentHarness:
+        where = "behaviourConfig.agentHarness"
+        harness = behaviour.get("agentHarness")
+        if harness is None:
+            return AgentHarness()
+        if not isinstance(harness, dict):
+            self.error(where, "Expected an object.")
+            return AgentHarness()
+        max_handoffs = harness.get("maxHandoffs")
+        if max_handoffs is None:
+            max_handoffs = DEFAULT_MAX_HANDOFFS
+        elif not is_whole_number(max_handoffs) or max_handoffs < 0:
+            self.error(f"{where}.maxHandoffs", "Expected a whole number, 0 or more.")
+            max_handoffs = DEFAULT_MAX_HANDOFFS
+        keys = harness.get("snapshotKeys") or []
+        if not isinstance(keys, list) or not all(isinstance(k, str) and VARIABLE_NAME_RE.fullmatch(k) for k in keys):
+            self.error(f"{where}.snapshotKeys", "Expected a list of variable names.")
+            keys = []
+        return AgentHarness(allowed_tool_ids=self.tool_ids(harness.get("allowedToolIds"), f"{where}.allowedToolIds"),
+                            max_handoffs=max_handoffs, snapshot_keys=tuple(keys))
 
     def workflows(self, items: list) -> dict[str, Workflow]:
         ids = [item.get("id") if isinstance(item, dict) else None for item in items]

@@ -374,7 +374,7 @@ async def test_cancelling_a_turn_that_never_awaits_lands_between_steps():
 async def test_cancelling_an_llm_stream_closes_it():
     closed, chunks_sent = [], asyncio.Event()
 
-    async def llm(messages, tools=None):
+    async def llm(messages, tools=None, json_output=False):
         try:
             yield "Hello"
             chunks_sent.set()
@@ -392,3 +392,4 @@ async def test_cancelling_an_llm_stream_closes_it():
         await task
     assert closed == [True]
     assert [t["type"] for t in turn.traces] == ["completion-start", "text"]
+    assert turn.llm_calls == []  # the call never finished

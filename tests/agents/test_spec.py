@@ -159,3 +159,63 @@ def test_bad_limits_are_reported_where_they_are(document_settings, where):
     assert details[where] == [
         "Expected an object." if where == "settings.rateLimit" else
         f"Expected a positive integer, at most {100_000 if 'perMinute' in where else 3600}."]
+
+
+# --- the agentic parts: phases, the agent harness, variable types
+
+
+def test_phases_and_the_harness_are_compiled():
+    spec = AgentSpec.from_document({
+        "framework": "agentic",
+        "variables": [{"name": "order_id", "type": "string"}, {"name": "anything"}],
+        "phases": [{"id": "triage", "instructions": "Find it.", "allowedToolIds": ["lookup"],
+                    "buttons": [{"label": "Where?", "value": {"kind": "where"}}, {"label": "Human"}],
+                    "exitCondition": "order_id"},
+                   {"id": "resolve", "exitCondition": {"tool": "lookup"}}, {"id": "end"}],
+        "behaviourConfig": {"agentHarness": {"allowedToolIds": ["lookup"], "maxHandoffs": 0,
+                                             "snapshotKeys": ["order_id"]}},
+    }, project_id="p", version_id="v")
+    triage, resolve, end = spec.phases
+    assert (triage.id, triage.instructions, triage.allowed_tool_ids) == ("triage", "Find it.", ("lookup",))
+    assert [dict(b) for b in triage.buttons] == [{"label": "Where?", "value": {"kind": "where"}},
+                                                  {"label": "Human", "value": "Human"}]
+    assert triage.exit_expression.source == "order_id" and triage.exit_tool is None
+    assert resolve.exit_tool == "lookup" and end.exit_expression is None and end.exit_tool is None
+    assert (spec.harness.allowed_tool_ids, spec.harness.max_handoffs, spec.harness.snapshot_keys) == (
+        ("lookup",), 0, ("order_id",))
+    assert dict(spec.variable_types) == {"order_id": "string", "anything": None}
+    with pytest.raises(AttributeError):
+        spec.harness.max_handoffs = 5
+
+
+def test_the_harness_defaults():
+    spec = AgentSpec.from_document({}, project_id="p", version_id="v")
+    assert spec.phases == () and spec.harness.max_handoffs == 2 and spec.harness.allowed_tool_ids == ()
+
+
+@pytest.mark.parametrize(("document", "where", "fragment"), [
+    ({"phases": [{"id": "a"}, {"id": "a"}]}, "phases[1]", "Duplicate phase id"),
+    ({"phases": [{"instructions": "x"}]}, "phases[0]", "non-empty string id"),
+    ({"phases": ["triage"]}, "phases[0]", "A phase is an object"),
+    ({"phases": [{"id": "a", "instructions": 3}]}, "phases[0].instructions", "Expected text"),
+    ({"phases": [{"id": "a", "allowedToolIds": "t"}]}, "phases[0].allowedToolIds", "list of tool ids"),
+    ({"phases": [{"id": "a", "buttons": [{"value": 1}]}]}, "phases[0].buttons[0]", "with a label"),
+    ({"phases": [{"id": "a", "buttons": {"label": "x"}}]}, "phases[0].buttons", "Expected a list"),
+    ({"phases": [{"id": "a", "exitCondition": "x =="}]}, "phases[0].exitCondition", "Expression error"),
+    ({"phases": [{"id": "a", "exitCondition": {"tool": ""}}]}, "phases[0].exitCondition", '{"tool"'),
+    ({"phases": [{"id": "a", "exitCondition": 3}]}, "phases[0].exitCondition", "Expected a non-empty expression"),
+    ({"behaviourConfig": {"agentHarness": {"maxHandoffs": -1}}}, "behaviourConfig.agentHarness.maxHandoffs",
+     "0 or more"),
+    ({"behaviourConfig": {"agentHarness": {"maxHandoffs": True}}}, "behaviourConfig.agentHarness.maxHandoffs",
+     "0 or more"),
+    ({"behaviourConfig": {"agentHarness": {"snapshotKeys": ["a b"]}}}, "behaviourConfig.agentHarness.snapshotKeys",
+     "variable names"),
+    ({"behaviourConfig": {"agentHarness": {"allowedToolIds": [1]}}}, "behaviourConfig.agentHarness.allowedToolIds",
+     "list of tool ids"),
+    ({"behaviourConfig": {"agentHarness": []}}, "behaviourConfig.agentHarness", "Expected an object"),
+    ({"behaviourConfig": []}, "behaviourConfig", "Expected an object"),
+    ({"variables": [{"name": "x", "type": "date"}]}, "variables[0].type", "Expected one of"),
+])
+def test_bad_agentic_parts_are_reported_where_they_are(document, where, fragment):
+    details = errors_of(document)
+    assert any(fragment in message for message in details.get(where, [])), details

@@ -2,6 +2,7 @@
 what they make of the answer, and what they do when a port is missing or fails."""
 from agents.runtime import Ports, run_turn
 from tests.agents.test_runtime import LAUNCH, collect, flow, messages, spec_of, step, text, traces_of
+from tests.fakes.llm_port import FakeLlm, say
 
 
 async def test_ports_power_ai_kb_and_api_steps():
@@ -11,10 +12,7 @@ async def test_ports_power_ai_kb_and_api_steps():
         calls.append((name, args))
         return {"account": {"balance": 42}}
 
-    async def llm(messages, tools=None):
-        assert messages[-1] == {"role": "user", "content": "Explain the balance 42."}
-        for chunk in ["Your balance ", "is 42."]:
-            yield chunk
+    llm = FakeLlm(say("Your balance ", "is 42."))
 
     async def knowledge(question):
         return [{"text": "We ship worldwide.", "documentId": "d1", "documentName": "FAQ", "chunkId": "c1",
@@ -28,8 +26,10 @@ async def test_ports_power_ai_kb_and_api_steps():
                                                                                    knowledge=knowledge))
     traces = await collect(turn)
     assert calls == [("lookup", {"email": "a@b.co"})]
+    assert llm.calls[0]["messages"][-1] == {"role": "user", "content": "Explain the balance 42."}
     assert [t["type"] for t in traces] == ["completion-start", "text", "text", "text", "knowledge"]
     assert turn.reply_text == "Your balance is 42.\nWe ship worldwide."
+    assert [record["model"] for record in turn.llm_calls] == ["fake-model"]
     assert traces[-1]["payload"]["sources"][0]["documentName"] == "FAQ"
 
 
@@ -67,13 +67,13 @@ async def test_data_query_and_agent_steps_use_their_ports():
         queries.append((sql, name))
         return {"name": name, "numRows": 2, "columns": ["plan"]}
 
-    async def llm(messages, tools=None):
-        yield "an agent's answer to " + messages[-1]["content"]
-
+    llm = FakeLlm(say("an agent's answer"))
     spec = spec_of(flow(step("q", "data_query", sql="select plan from {{ frame }}", name="plans"),
                         step("a", "agent", instructions="Help."), intents=["show my plans"]))
     traces = await traces_of(spec, {"variables": {"frame": "accounts"}}, text("show my plans"),
                              ports=Ports(data=data, llm=llm))
     assert queries == [("select plan from accounts", "plans")]
     assert traces[0] == {"type": "data_frame", "payload": {"name": "plans", "numRows": 2, "columns": ["plan"]}}
-    assert messages(traces) == ["an agent's answer to show my plans"]
+    assert messages(traces) == ["an agent's answer"]
+    assert llm.calls[0]["messages"][-1] == {"role": "user", "content": "show my plans"}
+    assert "Help." in llm.system()

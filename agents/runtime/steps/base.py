@@ -14,8 +14,9 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from agents.runtime.templates import Expression, Template
 
 if TYPE_CHECKING:
+    from agents.runtime.agentic import ModelReply
     from agents.runtime.engine import Turn
-    from agents.runtime.ports import Ports
+    from agents.runtime.ports import LlmResult, Ports
     from agents.runtime.spec import AgentSpec
     from agents.runtime.types import Action
 
@@ -138,9 +139,14 @@ class StepRun:
     def debug(self, level: str, message: str) -> dict | None:
         return self.turn.debug_trace(level, message)
 
-    def stream(self, chunks: AsyncIterator[str]) -> Traces:
-        """A reply streamed as it is written (an LLM's): `completion-start`, then one `text` trace per chunk."""
-        return self.turn.stream_reply(chunks)
+    def stream(self, stream: AsyncIterator, reply: "ModelReply | None" = None) -> Traces:
+        """A model call's reply (`Ports.llm`'s stream) said as it is written: `completion-start`, then one `text`
+        trace per chunk; its `LlmResult` goes to `reply` and to the turn's `llm_calls`."""
+        return self.turn.stream_reply(stream, reply)
+
+    async def complete(self, messages: list[dict], **options) -> "LlmResult":
+        """A model call whose reply is not said (an extraction); recorded in the turn's `llm_calls`."""
+        return await self.turn.complete(messages, **options)
 
     def render(self, template: Template | None) -> str:
         """The template with the session's variables; a fault renders "" and becomes a debug warning."""
