@@ -22,7 +22,7 @@ import json
 import math
 import re
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -46,6 +46,12 @@ NO_LLM = ("This agentic project needs a language model: set CONDUET_LLM_BASE_URL
 GREETING = "The user has just opened the conversation: greet them briefly and say how you can help."
 WORKFLOW_PREFIX = "workflow_"
 _UNSAFE_NAME = re.compile(r"[^A-Za-z0-9_-]")
+BUILT_IN_TOOLS = ("set_variable", "handoff", "end_conversation", "knowledge_search", "query_data")
+_BUILT_IN_NOTES = {  # the system prompt's line on the built-ins offered
+    "set_variable": "set_variable records what you learn ({variables})",
+    "handoff": "handoff passes the conversation to a person", "end_conversation": "end_conversation ends it",
+    "knowledge_search": "knowledge_search searches the knowledge base",
+    "query_data": "query_data runs SQL over the conversation's data frames"}
 _TYPES = {"string": lambda v: isinstance(v, str), "boolean": lambda v: isinstance(v, bool),
           "integer": lambda v: is_whole_number(v) or (isinstance(v, float) and v.is_integer()),
           "number": lambda v: isinstance(v, int | float) and not isinstance(v, bool),
@@ -133,10 +139,10 @@ def history_within(history: list[dict], budget: int) -> list[dict]:
     return kept[::-1]
 
 
-def workflow_tools(spec: "AgentSpec") -> dict[str, str]:
+def workflow_tools(workflow_ids: Iterable[str]) -> dict[str, str]:
     """Each workflow's tool name (`workflow_<id>`, made safe and unique) → its id."""
     names: dict[str, str] = {}
-    for workflow_id in spec.workflows:
+    for workflow_id in workflow_ids:
         name = base = _UNSAFE_NAME.sub("_", WORKFLOW_PREFIX + workflow_id)[:64]
         n = 1
         while name in names:
@@ -172,7 +178,6 @@ class AgentLoop:
         self.turn = turn
         self.spec = turn.spec
         self.greeting = False
-        self.outcome = ""  # "answered", "stopped" (ended, handed off, a flow waits), "finished" or "limit"
         self._project_tools: list[ToolDefinition] | None = None
         self._pending: list[dict] = []  # traces a built-in produced, sent after it ran
         self._sources: list[dict] = []  # knowledge_search hits, cited after the answer
@@ -212,7 +217,6 @@ class AgentLoop:
                 yield item
             calls = reply.result.tool_calls
             if not calls:
-                self.outcome = "answered"
                 break
             messages.append({"role": "assistant", "content": reply.result.text or None, "tool_calls": [
                 {"id": call.id, "type": "function", "function": {"name": call.name, "arguments": call.arguments}}
@@ -224,15 +228,12 @@ class AgentLoop:
                 if self.stopped:
                     break
             if self.stopped:
-                self.outcome = "stopped"
                 break
             for item in self.after_round(frozenset(called)):
                 yield item
             if self.finished():
-                self.outcome = "finished"
                 break
         else:
-            self.outcome = "limit"
             yield turn.debug_trace("warn", f"The agent reached its limit of {rounds} tool rounds "
                                            "(CONDUET_AGENT_MAX_TOOL_ROUNDS); answering with the fallback message")
             yield turn.say(self.spec.fallback_message)
@@ -245,7 +246,7 @@ class AgentLoop:
         """What the model may call this round (a phase change between rounds changes it)."""
         tools = {tool.definition.name: tool for tool in self.built_ins()}
         if self.offers_workflows:
-            for name, workflow_id in workflow_tools(self.spec).items():
+            for name, workflow_id in workflow_tools(self.spec.workflows).items():
                 description = self.spec.workflows[workflow_id].name
                 tools[name] = Tool(ToolDefinition(name, f"Run the scripted flow “{description}” with the user.",
                                                   _object({})), "workflow", workflow_id)
@@ -253,10 +254,8 @@ class AgentLoop:
         for definition in await self.project_tools():
             if not allowed_by(definition.source or definition.name, *allowlists):
                 continue
-            if definition.name in tools:
-                self.turn.warn(f"Project tool {definition.name!r} is hidden by a built-in tool of that name")
-                continue
-            tools[definition.name] = Tool(definition, "project")
+            if definition.name not in tools:  # a built-in's name wins (the spec refuses such tool ids)
+                tools[definition.name] = Tool(definition, "project")
         return tools
 
     def built_ins(self) -> list[Tool]:
@@ -295,13 +294,8 @@ class AgentLoop:
             variables = self.turn.state["variables"]
             snapshot = {key: json_value(variables.get(key)) for key in self.spec.harness.snapshot_keys}
             parts.append(f"Session variables (JSON): {as_json(snapshot)}")
-        notes = {
-            "set_variable": "set_variable records what you learn (" + ", ".join(
-                f"{name}: {kind or 'any'}" for name, kind in self.spec.variable_types.items()) + ")",
-            "handoff": "handoff passes the conversation to a person", "end_conversation": "end_conversation ends it",
-            "knowledge_search": "knowledge_search searches the knowledge base",
-            "query_data": "query_data runs SQL over the conversation's data frames"}
-        offered = [note for name, note in notes.items() if name in tools]
+        variables = ", ".join(f"{name}: {kind or 'any'}" for name, kind in self.spec.variable_types.items())
+        offered = [note.format(variables=variables) for name, note in _BUILT_IN_NOTES.items() if name in tools]
         if any(tool.kind == "workflow" for tool in tools.values()):
             offered.append(f"{WORKFLOW_PREFIX}* tools run a scripted flow that speaks to the user itself")
         if offered:

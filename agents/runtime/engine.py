@@ -57,7 +57,8 @@ class Turn:
         variables = {**spec.variable_defaults, **(state.get("variables") or {})}
         self.state = {"variables": variables, "stack": list(state.get("stack") or []),
                       "waiting": state.get("waiting"), "history": list(state.get("history") or []),
-                      "phase": agentic.phase_of(spec, state.get("phase")), "agent": dict(state.get("agent") or {})}
+                      "phase": agentic.phase_of(spec, state.get("phase")),
+                      "agent": dict(state["agent"]) if isinstance(state.get("agent"), dict) else {}}
         self.traces: list[dict] = []
         self.ended = False
         self.handoff = False

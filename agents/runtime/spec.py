@@ -14,6 +14,7 @@ offered."""
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
+from agents.runtime.agentic import BUILT_IN_TOOLS, workflow_tools
 from agents.runtime.matching import IntentIndex
 from agents.runtime.steps import STEP_TYPES, Step, StepBuild
 from agents.runtime.templates import Expression
@@ -126,6 +127,7 @@ class _Builder:
         instructions = self.part("instructions", str, "")
         model = self.part("model", dict, {})
         tools = self.part("tools", list, [])
+        self.tool_ids_free(tools, workflow_tools(workflows))
         phases = self.phases(self.part("phases", list, []))
         harness = self.harness(self.part("behaviourConfig", dict, {}))
         if self.errors:
@@ -193,6 +195,14 @@ class _Builder:
             if "default" in item:  # a variable with no default stays undefined until set
                 defaults[item["name"]] = item["default"]
         return defaults, types
+
+    def tool_ids_free(self, tools: list, workflow_tool_names: dict) -> None:
+        """A project tool may not take the name of a built-in tool or of a workflow's tool: the model would call
+        one of them by that name, and never the other."""
+        for i, item in enumerate(tools):
+            tool_id = item.get("id") if isinstance(item, dict) else None
+            if tool_id in BUILT_IN_TOOLS or tool_id in workflow_tool_names:
+                self.error(f"tools[{i}].id", f"{tool_id!r} is the name of a built-in tool; choose another id.")
 
     def phases(self, items: list) -> tuple[Phase, ...]:
         ids = [item.get("id") if isinstance(item, dict) else None for item in items]

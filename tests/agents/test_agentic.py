@@ -384,5 +384,5 @@ async def test_cancelling_the_turn_during_a_tool_call_cancels_it():
 
 
 async def test_workflow_tool_names_are_safe_and_unique():
-    spec = agentic(workflows=[flow(id="a.b"), flow(id="a b"), flow(id="x" * 80)])
-    assert workflow_tools(spec) == {"workflow_a_b": "a.b", "workflow_a_b_2": "a b", ("workflow_" + "x" * 55): "x" * 80}
+    assert workflow_tools(["a.b", "a b", "x" * 80]) == {"workflow_a_b": "a.b", "workflow_a_b_2": "a b",
+                                                        "workflow_" + "x" * 55: "x" * 80}

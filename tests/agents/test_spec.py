@@ -215,6 +215,9 @@ def test_the_harness_defaults():
     ({"behaviourConfig": {"agentHarness": []}}, "behaviourConfig.agentHarness", "Expected an object"),
     ({"behaviourConfig": []}, "behaviourConfig", "Expected an object"),
     ({"variables": [{"name": "x", "type": "date"}]}, "variables[0].type", "Expected one of"),
+    ({"tools": [{"id": "handoff"}]}, "tools[0].id", "name of a built-in tool"),
+    ({"tools": [{"id": "workflow_main"}], "workflows": [workflow([START], [], id="main")]}, "tools[0].id",
+     "name of a built-in tool"),
 ])
 def test_bad_agentic_parts_are_reported_where_they_are(document, where, fragment):
     details = errors_of(document)
