@@ -4,6 +4,10 @@
     turn = run_turn(spec, state, Action("text", "hi"), ports=Ports(...), context={...})
     async for trace in turn: ...                                                # lazily, one by one
     turn.state, turn.ended, turn.handoff                                        # once exhausted
+    turn.reply_text, turn.llm_calls, turn.tool_calls                            # what was said, what it cost
+
+With `Ports.llm` set, text no workflow answers goes to the agent loop (`agentic.py`); an agentic project is that
+loop, with its phases, built-in tools and the project's tools.
 
 Each step type is one module of `agents/runtime/steps/`, found through the registry `STEP_TYPES` there.
 """

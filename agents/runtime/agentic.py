@@ -312,7 +312,7 @@ class AgentLoop:
         record: dict[str, Any] = {"tool": call.name, "callId": call.id, "arguments": call.arguments}
         result, error = None, None
         try:
-            args = json.loads(call.arguments) if call.arguments.strip() else {}
+            args = json.loads(call.arguments) if (call.arguments or "").strip() else {}
         except ValueError as exc:
             error = {"error": f"The arguments are not valid JSON ({exc}); send one JSON object."}
         else:
@@ -378,7 +378,7 @@ class AgentLoop:
 
     def set_variable(self, args: dict) -> dict:
         name, declared = args.get("name"), self.spec.variable_types
-        if name not in declared:
+        if not isinstance(name, str) or name not in declared:
             raise ToolRefused(f"{name!r} is not a declared variable; declared: {', '.join(declared)}.")
         if "value" not in args:
             raise ToolRefused("Give the value to store.")
