@@ -90,3 +90,58 @@ DEMO_PROJECT = {
         "turnTimeoutSeconds": 120,
     },
 }
+
+
+# --- Acme Copilot: the agentic demo. It needs a model (CONDUET_LLM_BASE_URL + CONDUET_LLM_MODEL); without one every
+# turn says so. Its one HTTP tool calls an endpoint this server itself serves for the demo (`agents/demo_api.py`).
+
+NO_MODEL_MESSAGE = ("Acme Copilot needs a language model. Set CONDUET_LLM_BASE_URL to any OpenAI-compatible "
+                    "endpoint (OpenAI, Ollama's http://127.0.0.1:11434/v1, vLLM, LiteLLM, …), CONDUET_LLM_MODEL "
+                    "(and CONDUET_LLM_API_KEY if it needs one), then restart rundemo.")
+
+
+def copilot_project(base_url: str) -> dict:
+    """The copilot's document; `base_url` is where this server answers, for its order-lookup tool."""
+    return {
+        "name": "Acme Copilot",
+        "slug": "acme-copilot",
+        "description": "An agentic support copilot: finds the order, looks it up, resolves or hands off.",
+        "framework": "agentic",
+        "language": "en",
+        "instructions": (
+            "You are Acme's support copilot. Be brief and friendly. Never invent order details: look orders up "
+            "with the lookup_order tool. Record what you learn with set_variable (order_id, issue). Hand the "
+            "conversation to a person with handoff when the customer asks for one or you cannot help."),
+        "model": {"temperature": 0.2, "maxTokens": 400},
+        "variables": [
+            {"name": "customer_name", "type": "string", "default": "there"},
+            {"name": "order_id", "type": "string", "description": "the order the customer asks about"},
+            {"name": "issue", "type": "string", "description": "what went wrong, in a few words"},
+            {"name": "order_status", "type": "string", "description": "from lookup_order"},
+        ],
+        "tools": [{
+            "id": "lookup_order",
+            "description": "Look up an Acme order by its id (like A-1001): status, carrier and delivery estimate.",
+            "parameters": {"type": "object", "required": ["order_id"], "additionalProperties": False,
+                           "properties": {"order_id": {"type": "string", "pattern": "^[A-Z]-[0-9]{4}$",
+                                                       "description": "the order id, like A-1001"}}},
+            "http": {"method": "GET", "url": f"{base_url}/demo/orders/{{{{ order_id }}}}", "timeoutMs": 5000},
+            "save": {"order_status": "status"},
+        }],
+        "phases": [
+            {"id": "triage",
+             "instructions": "Find out which order the customer means and what the problem is; look the order up.",
+             "allowedToolIds": ["lookup_order"],
+             "buttons": [{"label": "Where is my order?", "value": "where"},
+                         {"label": "Talk to a person", "value": "human"}],
+             "exitCondition": "order_id and issue"},
+            {"id": "resolution",
+             "instructions": "Explain what you found and what happens next. Offer a person if the customer is "
+                             "not satisfied.",
+             "allowedToolIds": ["lookup_order"]},
+        ],
+        "behaviourConfig": {"agentHarness": {"allowedToolIds": ["lookup_order"], "maxHandoffs": 1,
+                                             "snapshotKeys": ["customer_name", "order_id", "issue", "order_status"]}},
+        "workflows": [],
+        "settings": {"fallbackMessage": NO_MODEL_MESSAGE, "rateLimit": {"perMinute": 60}, "turnTimeoutSeconds": 120},
+    }

@@ -12,6 +12,8 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 DEBUG = env_bool("DEBUG", False)
 # `manage.py rundemo` and the tests' servers set it: the server may then start on the development SECRET_KEY.
 CONDUET_DEVELOPMENT = env_bool("CONDUET_DEVELOPMENT", False)
+# /demo/orders/<id>: the invented order service Acme Copilot's tool calls (agents/demo_api.py); on for rundemo.
+CONDUET_DEMO_API = env_bool("CONDUET_DEMO_API", DEBUG or CONDUET_DEVELOPMENT)
 # Published in this file, so anyone can forge sessions signed with it: the ASGI application refuses to start on
 # it unless DEBUG or CONDUET_DEVELOPMENT is on (config/asgi.py), and `check --deploy` flags it (config/checks.py).
 # Settings still load without SECRET_KEY, so that management commands and the tests need no configuration.

@@ -1,7 +1,9 @@
+from django.conf import settings
 from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from agents.demo_api import demo_order
 from config.api import handlers
 from config.health import healthz, readyz
 from config.metrics import metrics_view
@@ -15,6 +17,8 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
     path("api/", include("conversations.api.urls")),
 ]
+if settings.CONDUET_DEMO_API:  # the order service of the agentic demo (rundemo)
+    urlpatterns.append(path("demo/orders/<str:order_id>", demo_order))
 
 handler404 = handlers.not_found
 handler500 = handlers.server_error

@@ -24,19 +24,41 @@ def transcript_entries(conversation: Conversation) -> list[dict]:
                 parts.append({"kind": "choice", "labels": [b.get("label") for b in payload.get("buttons", [])]})
             elif kind == "visual":
                 parts.append({"kind": "visual", "url": payload.get("url"), "alt": payload.get("alt")})
+            elif kind == "tool-call" and payload.get("phase") == "start":
+                parts.append({"kind": "tool", "text": payload.get("toolName", "")})
             elif kind in ("end", "handoff", "error", "completion-start"):
                 parts.append({"kind": kind, "text": payload.get("reason") or payload.get("error") or ""})
         if message.role == Message.Role.USER:
             action = message.action or {}
             text = message.content or f"[{action.get('type', 'action')}]"
             parts = [{"kind": "text", "text": text}]
-        entries.append({"message": message, "parts": [p for p in parts if p["kind"] != "completion-start"]})
+        entries.append({"message": message, "parts": [p for p in parts if p["kind"] != "completion-start"],
+                        "model": model_summary(message), "tools": tool_summaries(message)})
     return entries
+
+
+def model_summary(message: Message) -> str:
+    """`gpt-4o-mini · 812 + 64 tokens · first token 230 ms` for a reply that called a model, else ""."""
+    if not message.model and message.prompt_tokens is None:
+        return ""
+    tokens = f"{message.prompt_tokens or 0} + {message.completion_tokens or 0} tokens"
+    if message.tokens_estimated:
+        tokens += " (estimated)"
+    first = f" · first token {message.first_token_ms} ms" if message.first_token_ms is not None else ""
+    calls = len(message.llm_calls or [])
+    return f"{message.model or 'model'} · {tokens}{first}" + (f" · {calls} calls" if calls > 1 else "")
+
+
+def tool_summaries(message: Message) -> list[str]:
+    """One line per tool call of a reply: `lookup_order ok 84 ms`."""
+    return [f"{call.get('tool')} {call.get('status')} {call.get('durationMs')} ms"
+            + (f": {call['error']}" if call.get("error") else "") for call in message.tool_calls or []]
 
 
 class MessageInline(admin.TabularInline):
     model = Message
-    fields = ["seq", "role", "status", "content", "duration_ms", "created_at"]
+    fields = ["seq", "role", "status", "content", "model", "prompt_tokens", "completion_tokens", "duration_ms",
+              "created_at"]
     readonly_fields = fields
     extra = 0
     can_delete = False

@@ -73,6 +73,16 @@ class Message(models.Model):
     version_id = models.CharField(max_length=32, blank=True, default="")
     duration_ms = models.PositiveIntegerField(null=True, blank=True, help_text="engine time of the turn")
     first_trace_ms = models.PositiveIntegerField(null=True, blank=True, help_text="time to the first trace")
+    # What an agent reply cost (assistant messages that called a model): the sums over its model calls, and each
+    # call and each tool call as recorded by the engine (`LlmResult.record()`, the agent loop's tool records).
+    model = models.CharField(max_length=200, blank=True, db_default="", default="")
+    prompt_tokens = models.PositiveIntegerField(null=True, blank=True)
+    completion_tokens = models.PositiveIntegerField(null=True, blank=True)
+    tokens_estimated = models.BooleanField(db_default=False, default=False,
+                                           help_text="the provider gave no usage: the token counts are estimates")
+    first_token_ms = models.PositiveIntegerField(null=True, blank=True, help_text="time to the model's first token")
+    llm_calls = models.JSONField(null=True, blank=True, help_text="each model call of the turn")
+    tool_calls = models.JSONField(null=True, blank=True, help_text="each tool call of the turn")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

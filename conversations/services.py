@@ -8,7 +8,7 @@ from django.utils import timezone
 from config import db
 from config.api.errors import Conflict
 from conversations.lease import ConversationKey, lease_acquire, lease_release
-from conversations.turns import ENGINE_STATE_KEYS
+from conversations.turns import API_STATE_KEYS
 
 
 def state_view(row: dict) -> dict:
@@ -37,11 +37,12 @@ def _token() -> str:
 
 
 async def conversation_state_replace(*, key: ConversationKey, state: dict) -> dict:
-    """PUT /state: the validated state replaces the session's (created if absent)."""
+    """PUT /state: the validated state replaces the session's (created if absent), the engine's own keys (the
+    agent's phase) included: they start afresh."""
     token = _token()
     row = await lease_acquire(key=key, token=token)
     released = await lease_release(conversation_id=row["id"], token=token, changes={
-        "state": db.json_param({k: state[k] for k in ENGINE_STATE_KEYS}), "status": state["status"],
+        "state": db.json_param({k: state[k] for k in API_STATE_KEYS}), "status": state["status"],
         "turn": state["turn"], "version_id": state["versionId"]})
     return _released(released)
 

@@ -20,6 +20,7 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
+from agents.llm import llm_missing
 from asgiref.sync import SyncToAsync
 from django.conf import settings
 from django.utils import timezone
@@ -28,6 +29,7 @@ from agents.ids import new_id
 from agents.models import Project
 from agents.ports import ports_for
 from agents.runtime import Action, AgentSpec, run_turn
+from agents.runtime.ports import UpstreamError
 from config import db
 from config.api.errors import NotFound
 from config.api.sse import DONE
@@ -37,7 +39,9 @@ from conversations.lease import MESSAGE, ConversationKey, lease_acquire, lease_r
 
 log = logging.getLogger("conduet.turns")
 
-ENGINE_STATE_KEYS = ("variables", "stack", "waiting", "history")
+API_STATE_KEYS = ("variables", "stack", "waiting", "history")  # the session state of the API (API.md §2)
+# ... plus what only the engine reads back: the agent's phase and its own counters (handoffs).
+ENGINE_STATE_KEYS = (*API_STATE_KEYS, "phase", "agent")
 COMPLETE, INTERRUPTED, FAILED = "complete", "interrupted", "failed"
 
 
@@ -186,7 +190,10 @@ class RunningTurn:
         self._engine = run_turn(
             request.spec, engine_state(conversation), request.action, ports=ports_for(request.spec),
             context={"user_id": conversation["user_id"], "platform": conversation["platform"],
-                     "timestamp": timezone.now().isoformat(), "turn": conversation["turn"] + 1},
+                     "timestamp": timezone.now().isoformat(), "turn": conversation["turn"] + 1,
+                     "llm_missing": llm_missing(request.spec),
+                     "max_tool_rounds": settings.CONDUET_AGENT_MAX_TOOL_ROUNDS,
+                     "history_tokens": settings.CONDUET_AGENT_HISTORY_TOKENS},
             debug=request.debug,
         )
         async for trace in self._engine:
@@ -231,6 +238,10 @@ class RunningTurn:
         except TimeoutError:
             status = FAILED
             self._publish(error_trace(f"This turn ran past its time limit of {timeout} s.", "TURN_TIMEOUT"))
+        except UpstreamError as exc:  # the model (or another upstream) failed after its retries
+            log.warning("Turn %s: upstream failure: %s", self.id, exc.message)
+            status = FAILED
+            self._publish(error_trace(exc.message, "UPSTREAM_ERROR"))
         except asyncio.CancelledError:
             status = INTERRUPTED
             shutting_down = self._stop_reason is None  # cancelled by no stop of ours: the process is stopping
@@ -304,12 +315,15 @@ class RunningTurn:
             changes = {}
         message_id = new_id("msg")
         duration_ms = int((time.perf_counter() - self._started) * 1000)
+        cost = _cost(engine)
         insert = (f"INSERT INTO {MESSAGE} (id, conversation_id, seq, turn_id, role, status, action, content, traces, "
-                  f"version_id, duration_ms, first_trace_ms, created_at) "
-                  f"VALUES (%s, %s, %s, %s, 'assistant', %s, NULL, %s, %s, %s, %s, %s, %s)")
+                  f"version_id, duration_ms, first_trace_ms, model, prompt_tokens, completion_tokens, "
+                  f"tokens_estimated, first_token_ms, llm_calls, tool_calls, created_at) "
+                  f"VALUES (%s, %s, %s, %s, 'assistant', %s, NULL, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)")
         insert_params = [message_id, self.conversation["id"], self.user_seq + 1, self.id, status, content,
                          db.json_param(traces), self.request.version_id, duration_ms, self._first_trace_ms,
-                         db.when(timezone.now())]
+                         cost["model"], cost["prompt_tokens"], cost["completion_tokens"], cost["tokens_estimated"],
+                         cost["first_token_ms"], cost["llm_calls"], cost["tool_calls"], db.when(timezone.now())]
         release, release_params = release_statement(conversation_id=self.conversation["id"], token=self.id,
                                                     changes=changes, returning="id")
         if db.is_postgres():  # one statement: the reply is written whether or not the lease is still ours
@@ -336,6 +350,25 @@ class RunningTurn:
                 log.warning("Could not close the event log of turn %s", self.id, exc_info=True)
         self._publish(DONE)
         _running.pop(self.id, None)
+
+
+def _cost(engine) -> dict:
+    """The reply message's record of the model and tool calls the engine made (its sums, and each call)."""
+    llm_calls = list(getattr(engine, "llm_calls", None) or [])
+    tool_calls = list(getattr(engine, "tool_calls", None) or [])
+    if not llm_calls:
+        return {"model": "", "prompt_tokens": None, "completion_tokens": None, "tokens_estimated": False,
+                "first_token_ms": None, "llm_calls": None, "tool_calls": db.json_param(tool_calls) if tool_calls
+                else None}
+    return {
+        "model": llm_calls[-1].get("model") or "",
+        "prompt_tokens": sum(call.get("promptTokens") or 0 for call in llm_calls),
+        "completion_tokens": sum(call.get("completionTokens") or 0 for call in llm_calls),
+        "tokens_estimated": any(call.get("estimated") for call in llm_calls),
+        "first_token_ms": llm_calls[0].get("firstTokenMs"),
+        "llm_calls": db.json_param(llm_calls),
+        "tool_calls": db.json_param(tool_calls) if tool_calls else None,
+    }
 
 
 async def _stop_asked(conversation_id: str, turn_id: str) -> bool:

@@ -34,7 +34,14 @@ async def interact_request_build(*, request, credential: Credential, user_id: st
     project = await project_for_user_call(credential, request, user_id, widget_allowed=True)
     if not isinstance(data, dict):
         raise ValidationError({"non_field_errors": ["The body must be a JSON object with an action."]})
-    body = interact_input(data)
+    return await turn_request_build(request=request, credential=credential, project=project, user_id=user_id,
+                                    body=interact_input(data))
+
+
+async def turn_request_build(*, request, credential: Credential, project: Project, user_id: str,
+                             body: dict) -> TurnRequest:
+    """A validated interact body (`interact_input`) on a project → the turn to run: the version's spec, the widget's
+    rules, the per-user rate limit at the version's rate."""
     version = body.get("versionId") or (PRODUCTION if credential.is_widget else "development")
     config = body.get("config") or {}
     if credential.is_widget:

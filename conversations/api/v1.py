@@ -58,13 +58,36 @@ def _visible(turn_request, event) -> bool:
 
 # --- interact (JSON) and interact/stream (SSE): one pipeline, two formats
 
+def whole_replies(traces: list[dict], *, debug: bool) -> list[dict]:
+    """The traces of a JSON answer (API.md §2): a model's streamed reply — `completion-start`, then its chunks as
+    `text` traces — becomes one `text` trace with the whole reply; `tool-call` traces appear only with debug."""
+    whole: list[dict] = []
+    streaming = False
+    for trace in traces:
+        kind = trace.get("type")
+        if kind == "completion-start":
+            streaming = True
+            whole.append({"type": "text", "payload": {"message": ""}})
+        elif kind == "text" and streaming:
+            whole[-1]["payload"]["message"] += trace["payload"].get("message", "")
+        elif kind == "tool-call" and not debug:
+            continue
+        else:
+            streaming = False
+            whole.append(trace)
+    return [trace for trace in whole if trace["type"] != "text" or trace["payload"].get("message")]
+
+
+async def interact_traces(turn_request, turn) -> list[dict]:
+    traces = [event.data async for event in turn.follow() if not event.done and _visible(turn_request, event)]
+    return whole_replies(traces, debug=turn_request.debug)
+
+
 @per_user_rate_limit
 async def interact(request, credential, user_id: str):
     turn_request = await interact_request_build(request=request, credential=credential, user_id=user_id,
                                                 data=json_body(request))
-    turn = await turn_start(request=turn_request)
-    traces = [event.data async for event in turn.follow() if not event.done and _visible(turn_request, event)]
-    return json_response(traces)
+    return json_response(await interact_traces(turn_request, await turn_start(request=turn_request)))
 
 
 def _sse(turn_id: str, followed, *, keep=lambda event: True):
@@ -83,7 +106,10 @@ def _sse(turn_id: str, followed, *, keep=lambda event: True):
 async def interact_stream(request, credential, user_id: str):
     turn_request = await interact_request_build(request=request, credential=credential, user_id=user_id,
                                                 data=json_body(request))
-    turn = await turn_start(request=turn_request)
+    return stream_response(turn_request, await turn_start(request=turn_request))
+
+
+def stream_response(turn_request, turn):
     return _sse(turn.id, turn.follow(idle=settings.CONDUET_SSE_PING_SECONDS),
                 keep=lambda event: _visible(turn_request, event))
 
