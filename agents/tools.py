@@ -1,6 +1,8 @@
-"""HTTP tools: a project's tool definition plus the call's arguments → one outbound HTTP exchange → its JSON.
+"""HTTP tools: a project's tool definition plus the call's arguments → one outbound HTTP exchange → its JSON; and
+`project_tools`, what a turn's ports call: the project's HTTP tools and its MCP servers' tools (`agents/mcp.py`).
 
-A tool is `{"id", "description", "parameters", "http": {"method", "url", "headers", "timeoutMs", "body"?}}`. The URL,
+A tool is `{"id", "description", "parameters", "http": {"method", "url", "headers", "timeoutMs", "body"?}}`. The
+arguments are checked against `parameters` (JSON Schema; none: any object) before anything is sent. The URL,
 the header values and the body are Jinja2 templates rendered in the immutable sandbox over the arguments; each value
 substituted into the URL is percent-encoded, so an argument can never change the URL's host or path structure
 (`|safe` opts a value out). A missing argument renders empty, as in the engine's templates: required arguments are
@@ -12,7 +14,11 @@ admits the address or the host name. The request then goes to the checked addres
 the `Host` header and the TLS server name carry the host name — so a DNS answer that changes between check and
 connect (DNS rebinding) cannot send it elsewhere.
 
-No Django here: the turn service passes the allowlist (or uses `tool_port`, which reads the setting).
+Header values are secrets (stored encrypted, `agents/secrets.py`; the tool gets them decrypted): no error message
+or log line made here contains one — messages name the header, never its value, and every message is scrubbed of
+the call's header values before it leaves.
+
+No Django here: the turn service passes the allowlist (or uses `project_tools`, which reads the settings).
 """
 import asyncio
 import functools
@@ -32,6 +38,9 @@ from jinja2.filters import do_urlencode
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from markupsafe import Markup
 
+from agents.runtime.ports import ToolDefinition
+from agents.runtime.toolspec import argument_fault, http_tool_definitions, tool_kind
+
 METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE"})
 DEFAULT_TIMEOUT_MS = 10_000
 MAX_TIMEOUT_MS = 60_000
@@ -43,7 +52,11 @@ _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 # Set by the client for the connection it makes; a tool may not override them.
 _RESERVED_HEADERS = frozenset({"host", "content-length", "transfer-encoding", "connection"})
 _HEADER_NAME = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
-_METADATA_ADDRESSES = frozenset({ipaddress.ip_address("169.254.169.254"), ipaddress.ip_address("fd00:ec2::254")})
+# Cloud metadata services (AWS, GCP, Azure, Oracle…; AWS over IPv6; Alibaba): refused even when the allowlist admits
+# their network or a host name that resolves to one — they hand out the host's credentials.
+_METADATA_ADDRESSES = frozenset({ipaddress.ip_address("169.254.169.254"), ipaddress.ip_address("fd00:ec2::254"),
+                                 ipaddress.ip_address("100.100.100.200")})
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")
 
 JsonValue = dict | list | str | int | float | bool | None
 
@@ -56,6 +69,8 @@ class ToolErrorCode(StrEnum):
     STATUS = "status"  # the server answered with a non-2xx status
     TOO_LARGE = "too_large"  # the response body passed MAX_RESPONSE_BYTES
     REDIRECTS = "redirects"  # more than MAX_REDIRECTS redirects
+    INVALID_ARGUMENTS = "invalid_arguments"  # the arguments do not match the tool's `parameters` (nothing was sent)
+    FAILED = "failed"  # the tool ran and reported a failure (an MCP result with `isError`)
 
 
 class ToolError(Exception):
@@ -116,6 +131,25 @@ def _render(kind: str, source: str, scope: Mapping[str, Any], where: str) -> str
         raise ToolError(f"{where}: {exc}", code=ToolErrorCode.DEFINITION) from None
 
 
+def header_value(template: Any, scope: Mapping[str, Any] | None, where: str) -> str:
+    """A header's value, rendered over the arguments (`scope`; None: not a template). Its faults never quote it:
+    header values are secrets."""
+    if not isinstance(template, str):
+        raise ToolError(f"{where}: not text (an encrypted value the runtime did not decrypt?)",
+                        code=ToolErrorCode.DEFINITION)
+    try:
+        value = _template("text", template).render(scope) if scope is not None and "{" in template else template
+    except Exception:  # the exception's text may quote the template, the secret itself
+        raise ToolError(f"{where}: the value is not a valid template", code=ToolErrorCode.DEFINITION) from None
+    value = value.strip(" \t")
+    # A line break would inject headers (through an argument); other controls and non-ASCII text make the HTTP
+    # library raise an error that quotes the value.
+    if not value.isascii() or any(ord(c) < 32 and c != "\t" or ord(c) == 127 for c in value):
+        raise ToolError(f"{where}: a line break, control or non-ASCII character in the value",
+                        code=ToolErrorCode.DEFINITION)
+    return value
+
+
 def _render_body(template: Any, scope: Mapping[str, Any], where: str) -> Any:
     """A body template is JSON whose strings are templates; a string that is one `{{ expression }}` keeps the
     expression's type (a number stays a number), any other string renders to text."""
@@ -138,6 +172,52 @@ def _json_default(value: Any) -> Any:
     if isinstance(value, Mapping):  # the frozen spec's MappingProxyType
         return dict(value)
     raise TypeError(f"{type(value).__name__} is not JSON")
+
+
+# --- arguments ---------------------------------------------------------------------------------------------------
+
+def check_arguments(parameters: Mapping | None, args: Any) -> None:
+    """Raises `ToolError` (invalid_arguments) when `args` do not match `parameters`, the tool's JSON Schema (none:
+    any object will do), naming the fault by its path; the agent loop sends the message back to the model."""
+    try:
+        fault = argument_fault(parameters, args)
+    except ValueError:
+        raise ToolError("parameters is not a valid JSON Schema", code=ToolErrorCode.DEFINITION) from None
+    if fault is not None:
+        raise ToolError(f"invalid arguments{fault}", code=ToolErrorCode.INVALID_ARGUMENTS)
+
+
+# --- secrets in messages -------------------------------------------------------------------------------------------
+
+HIDDEN = "••••••••"  # agents.secrets.REDACTED (no Django here)
+
+
+def header_secrets(tool: Mapping, *rendered: Iterable[str]) -> list[str]:
+    """The text a message about `tool` must not contain: its header values (`http.headers`, `mcp.headers`), as
+    written and as `rendered`, and the credential part of a `Scheme credential` value."""
+    values: list[str] = []
+    for section in ("http", "mcp"):
+        part = tool.get(section)
+        headers = part.get("headers") if isinstance(part, Mapping) else None
+        if isinstance(headers, Mapping):
+            values.extend(value for value in headers.values() if isinstance(value, str))
+    for more in rendered:
+        values.extend(more)
+    found = set()
+    for value in values:
+        found.add(value.strip())
+        found.update(word for word in value.split() if len(word) >= 8)
+    return sorted((value for value in found if len(value) >= 4), key=len, reverse=True)
+
+
+def scrub(error: "ToolError", secrets: Sequence[str]) -> "ToolError":
+    """`error` with every secret in its message replaced by HIDDEN."""
+    message = error.message
+    for secret in secrets:
+        message = message.replace(secret, HIDDEN)
+    error.message = message
+    error.args = (message,)
+    return error
 
 
 # --- the outbound guard ------------------------------------------------------------------------------------------
@@ -165,6 +245,15 @@ def _allowlist(entries: tuple[str, ...]) -> _Allowlist:
     return _Allowlist(tuple(networks), frozenset(hosts))
 
 
+def _metadata(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped:
+            address = address.ipv4_mapped
+        elif address in _NAT64:  # 64:ff9b::a9fe:a9fe reaches 169.254.169.254 through a NAT64 gateway
+            address = ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+    return address in _METADATA_ADDRESSES
+
+
 def _forbidden(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
         address = address.ipv4_mapped  # ::ffff:127.0.0.1 is 127.0.0.1
@@ -176,7 +265,8 @@ def _forbidden(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
 async def outbound_addresses(url: httpx.URL, allowlist: Sequence[str] = ()) -> list[str]:
     """The addresses a request to `url` may connect to, in resolution order; raises `ToolError` (refused) when the
     scheme is not http(s) or no address is public or allowlisted. Addresses that are neither are dropped: the
-    request is only ever sent to an address returned here."""
+    request is only ever sent to an address returned here. A cloud metadata address is never returned, whatever
+    the allowlist says."""
     if url.scheme not in ("http", "https"):
         raise ToolError(f"only http and https URLs are allowed, not {url.scheme or 'no'} scheme",
                         code=ToolErrorCode.REFUSED)
@@ -189,8 +279,9 @@ async def outbound_addresses(url: httpx.URL, allowlist: Sequence[str] = ()) -> l
     except ValueError:
         candidates = await _resolve(host, url.port or (443 if url.scheme == "https" else 80))
     if host in allowed.hosts:
-        return [str(a) for a in candidates]
-    permitted = [str(a) for a in candidates if allowed.admits(a) or not _forbidden(a)]
+        permitted = [str(a) for a in candidates if not _metadata(a)]
+    else:
+        permitted = [str(a) for a in candidates if not _metadata(a) and (allowed.admits(a) or not _forbidden(a))]
     if not permitted:
         shown = ", ".join(str(a) for a in candidates)
         raise ToolError(f"{host} resolves to {shown}: a private, loopback, link-local or reserved address not on "
@@ -246,15 +337,11 @@ def _prepare(tool: Mapping, args: Mapping[str, Any]) -> _Request:
     if not isinstance(raw_headers, Mapping):
         raise ToolError("http.headers must be an object", code=ToolErrorCode.DEFINITION)
     for name, template in raw_headers.items():
-        if not isinstance(name, str) or not _HEADER_NAME.match(name) or not isinstance(template, str):
-            raise ToolError(f"http.headers: {name!r} is not a header name with a text value",
-                            code=ToolErrorCode.DEFINITION)
+        if not isinstance(name, str) or not _HEADER_NAME.match(name):
+            raise ToolError(f"http.headers: {name!r} is not a header name", code=ToolErrorCode.DEFINITION)
         if name.lower() in _RESERVED_HEADERS:
             continue
-        value = _render("text", template, scope, f"http.headers.{name}")
-        if any(c in value for c in "\r\n\0"):  # header injection through an argument
-            raise ToolError(f"http.headers.{name}: a line break or NUL in the value", code=ToolErrorCode.DEFINITION)
-        headers[name] = value
+        headers[name] = header_value(template, scope, f"http.headers.{name}")
 
     body = None
     if method in _BODY_METHODS:
@@ -274,9 +361,14 @@ async def http_tool_call(tool: Mapping, args: dict, *, allowlist: Sequence[str] 
 
     `client` is for tests and callers that want their own settings; it is used as it is (its redirect setting is
     overridden). Without one the call makes its own: an `httpx.AsyncClient` is bound to the event loop it first
-    ran in, and one per call also keeps one tool's connections (and TLS sessions) from serving another host."""
+    ran in, and one per call also keeps one tool's connections (and TLS sessions) from serving another host.
+
+    The arguments are checked against the tool's `parameters` first: `ToolError` (invalid_arguments) and nothing
+    is sent when they do not match."""
     name = str(tool.get("id") or "?")
+    request = None
     try:
+        check_arguments(tool.get("parameters"), args)
         request = _prepare(tool, args)
         try:
             async with asyncio.timeout(request.timeout):
@@ -289,7 +381,7 @@ async def http_tool_call(tool: Mapping, args: dict, *, allowlist: Sequence[str] 
             raise ToolError(f"no answer within {request.timeout * 1000:.0f} ms", code=ToolErrorCode.TIMEOUT) from None
     except ToolError as exc:
         exc.tool = exc.tool or name
-        raise
+        raise scrub(exc, header_secrets(tool, request.headers.values() if request else ())) from None
 
 
 async def _exchange(client: httpx.AsyncClient, request: _Request, allowlist: Sequence[str]) -> JsonValue:
@@ -395,20 +487,93 @@ def _shown(url: httpx.URL) -> str:
 
 # --- the engine's port -------------------------------------------------------------------------------------------
 
-def tool_port(tools: Iterable[Mapping], *, allowlist: Sequence[str] | None = None,
-              ) -> Callable[[str, dict], Awaitable[JsonValue]]:
-    """`Ports.tools` for a project's tool definitions: `await tools(name, args)`. The allowlist defaults to
-    `settings.CONDUET_OUTBOUND_ALLOWLIST`, read when the port is made."""
-    by_id = {tool.get("id"): tool for tool in tools}
-    if allowlist is None:
+class ProjectTools:
+    """One project's callable tools, for a turn's ports: `call` is `Ports.tools`, `definitions` is
+    `Ports.tool_definitions`. HTTP tools are called by id; an MCP server's tools by `<prefix or id>__<name>`, their
+    listing cached in process (`agents/mcp.py`). A name the listings do not know refreshes the listings of the servers
+    it could belong to once before it is refused."""
+
+    def __init__(self, tools: Iterable[Mapping], *, allowlist: Sequence[str], mcp_cache_seconds: float):
+        from agents.mcp import McpEndpoint
+
+        self._tools = tuple(tools)
+        self._allowlist = tuple(allowlist)
+        self._cache_seconds = mcp_cache_seconds
+        # A tool that is no MCP server is called as an HTTP tool, whose checks name what is missing.
+        self._http = {tool.get("id"): tool for tool in self._tools if tool_kind(tool) != "mcp"}
+        self._mcp = [McpEndpoint.from_tool(tool) for tool in self._tools if tool_kind(tool) == "mcp"]
+
+    async def call(self, name: str, args: dict) -> JsonValue:
+        tool = self._http.get(name)
+        if tool is not None:
+            return await http_tool_call(tool, args, allowlist=self._allowlist)
+        from agents.mcp import mcp_tool_call
+
+        found = await self._mcp_tool(name, refresh=False) or await self._mcp_tool(name, refresh=True)
+        if found is None:
+            raise ToolError(f"no tool {name!r} in the project", code=ToolErrorCode.DEFINITION, tool=name)
+        endpoint, remote = found
+        return await mcp_tool_call(endpoint, remote, args, allowlist=self._allowlist)
+
+    async def definitions(self) -> list[ToolDefinition]:
+        """The HTTP tools, then each MCP server's tools (a server that cannot be listed is left out, and logged). A
+        name taken already (by an HTTP tool, or an earlier server) is not offered twice."""
+        from agents.mcp import mcp_tools_offered
+
+        definitions = http_tool_definitions(self._tools)
+        names = {definition.name for definition in definitions}
+        listings = await asyncio.gather(*(mcp_tools_offered(endpoint, allowlist=self._allowlist,
+                                                            cache_seconds=self._cache_seconds)
+                                          for endpoint in self._mcp))
+        for listing in listings:
+            for remote in listing:
+                if remote.name not in names:
+                    names.add(remote.name)
+                    definitions.append(remote.definition())
+        return definitions
+
+    async def refresh(self) -> None:
+        """Lists every MCP server of the project again now (an operator's or a test's "the server changed")."""
+        from agents.mcp import mcp_tools_list
+
+        await asyncio.gather(*(mcp_tools_list(endpoint, allowlist=self._allowlist, cache_seconds=self._cache_seconds,
+                                              refresh=True) for endpoint in self._mcp), return_exceptions=True)
+
+    async def _mcp_tool(self, name: str, *, refresh: bool):
+        from agents.mcp import mcp_tools_list
+
+        for endpoint in self._mcp:
+            if not name.startswith(endpoint.name_prefix):
+                continue
+            try:
+                listing = await mcp_tools_list(endpoint, allowlist=self._allowlist,
+                                               cache_seconds=self._cache_seconds, refresh=refresh)
+            except ToolError:
+                if refresh:
+                    raise
+                continue
+            for remote in listing:
+                if remote.name == name:
+                    return endpoint, remote
+        return None
+
+
+def project_tools(tools: Iterable[Mapping], *, allowlist: Sequence[str] | None = None,
+                  mcp_cache_seconds: float | None = None) -> ProjectTools:
+    """The tools of a project (`spec.tools`, with its secrets decrypted) for `Ports(tools=….call,
+    tool_definitions=….definitions)`. The allowlist defaults to `settings.CONDUET_OUTBOUND_ALLOWLIST` and the MCP
+    listing cache to `settings.CONDUET_MCP_CACHE_SECONDS`, read when this is made."""
+    if allowlist is None or mcp_cache_seconds is None:
         from django.conf import settings
 
-        allowlist = tuple(settings.CONDUET_OUTBOUND_ALLOWLIST)
+        allowlist = tuple(settings.CONDUET_OUTBOUND_ALLOWLIST) if allowlist is None else allowlist
+        mcp_cache_seconds = (settings.CONDUET_MCP_CACHE_SECONDS if mcp_cache_seconds is None
+                             else mcp_cache_seconds)
+    return ProjectTools(tools, allowlist=allowlist, mcp_cache_seconds=mcp_cache_seconds)
 
-    async def call(name: str, args: dict) -> JsonValue:
-        tool = by_id.get(name)
-        if tool is None:
-            raise ToolError(f"no tool {name!r} in the project", code=ToolErrorCode.DEFINITION, tool=name)
-        return await http_tool_call(tool, args, allowlist=allowlist)
 
-    return call
+def tool_port(tools: Iterable[Mapping], *, allowlist: Sequence[str] | None = None,
+              ) -> Callable[[str, dict], Awaitable[JsonValue]]:
+    """`Ports.tools` alone: `project_tools(tools, allowlist=allowlist).call` (kept for the callers that predate
+    MCP tools)."""
+    return project_tools(tools, allowlist=allowlist).call
