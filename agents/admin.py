@@ -1,7 +1,9 @@
 """Admin for workspaces, agents, versions and keys. Keys are made by the service and shown once, and revoked only
 by the Revoke action; versions are read-only, as they are immutable, and the production one cannot be deleted; a
-project's document is validated by the engine before it is saved or published. The admin login is throttled
+project's document is validated by the engine before it is saved or published. Tool secrets (header values) are
+shown redacted and sealed on save: a value left redacted keeps the stored one. The admin login is throttled
 per client address and per username."""
+import copy
 import json
 import logging
 import time
@@ -25,6 +27,7 @@ from agents.models import (
     default_document,
 )
 from agents.runtime import DocumentError, validate_document
+from agents.secrets import document_redact, document_seal
 from agents.services import developer_token_create, key_revoke, project_api_key_create, version_publish
 from config.metrics import RATE_LIMIT_FAIL_OPEN
 
@@ -75,12 +78,27 @@ class ProjectForm(forms.ModelForm):
         model = Project
         fields = "__all__"  # noqa: DJ007 (ProjectAdmin chooses what is shown and what is read-only)
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # The stored document, before the form changes the instance: what a redacted value keeps.
+        self.stored_document = copy.deepcopy(self.instance.document) if self.instance.pk else None
+        if self.instance.pk and "document" in self.fields:
+            self.initial["document"] = document_redact(self.instance.document)
+
     def clean(self):
         cleaned = super().clean()
         if "document" in cleaned:
             framework = cleaned.get("framework") or self.instance.framework
-            for problem in document_problems(cleaned["document"], framework):
+            problems = document_problems(cleaned["document"], framework)
+            for problem in problems:
                 self.add_error("document", problem)
+            if not problems:
+                try:
+                    cleaned["document"] = document_seal(cleaned["document"], previous=self.stored_document)
+                except DocumentError as error:
+                    for where, found in error.details.items():
+                        for message in found:
+                            self.add_error("document", f"{where}: {message}")
         return cleaned
 
 
@@ -104,7 +122,11 @@ class ProjectAdmin(admin.ModelAdmin):
                 self.message_user(request, f"{project.name}: not published, its development document is invalid: "
                                            f"{shown}", messages.ERROR)
                 continue
-            version = version_publish(project=project, name="published from the admin", user=request.user)
+            try:
+                version = version_publish(project=project, name="published from the admin", user=request.user)
+            except DocumentError as error:
+                self.message_user(request, f"{project.name}: not published: {error.message}", messages.ERROR)
+                continue
             self.message_user(request, f"{project.name}: published {version.id}.", messages.SUCCESS)
 
 
@@ -118,7 +140,7 @@ class ProjectVersionAdmin(admin.ModelAdmin):
 
     @admin.display(description="snapshot")
     def snapshot_json(self, version):
-        return pretty_json(version.snapshot)
+        return pretty_json(document_redact(version.snapshot))
 
     def has_add_permission(self, request):
         return False

@@ -6,6 +6,7 @@ from django.core.exceptions import ValidationError
 from django.db import models
 
 from agents.ids import new_id
+from agents.secrets import document_redact
 
 DOCUMENT_PARTS = ("instructions", "model", "workflows", "variables", "tools", "phases", "behaviourConfig", "widget",
                   "settings")
@@ -83,9 +84,10 @@ class Project(models.Model):
     def __str__(self) -> str:
         return self.name
 
-    def as_document(self) -> dict:
-        """The full project document as the API shows it."""
-        return {
+    def as_document(self, *, sealed: bool = False) -> dict:
+        """The full project document as the API shows it: tool header values (secrets) redacted. `sealed=True` keeps
+        them as stored, encrypted (`agents/secrets.py`), for a version snapshot or the spec builder."""
+        document = {
             "id": self.id,
             "name": self.name,
             "description": self.description,
@@ -96,6 +98,7 @@ class Project(models.Model):
             "createdAt": self.created_at.isoformat().replace("+00:00", "Z"),
             "updatedAt": self.updated_at.isoformat().replace("+00:00", "Z"),
         }
+        return document if sealed else document_redact(document)
 
 
 class ProjectVersion(models.Model):

@@ -1,13 +1,18 @@
 """Reads on projects for the runtime: the frozen AgentSpec of a version, cached in process. A cache hit costs no
-query: a turn never reads or parses a document it has already compiled (keys name immutable definitions)."""
+query: a turn never reads or parses a document it has already compiled (keys name immutable definitions). The spec
+is built from the document with its tool secrets decrypted (`agents/secrets.py`): the only place they are opened."""
+import logging
 import threading
 from collections import OrderedDict
 
 from asgiref.sync import sync_to_async
 
 from agents.models import Project, ProjectVersion
-from agents.runtime import AgentSpec
-from config.api.errors import NotFound
+from agents.runtime import AgentSpec, DocumentError
+from agents.secrets import document_open
+from config.api.errors import ApiError, ErrorCode, NotFound
+
+logger = logging.getLogger(__name__)
 
 DEVELOPMENT = "development"
 PRODUCTION = "production"
@@ -58,6 +63,18 @@ def _spec_key(project: Project, version: str) -> tuple[tuple, str] | None:
     return (project.id, version_id), version_id
 
 
+def spec_build(document: dict, *, project_id: str, version_id: str) -> AgentSpec:
+    """The spec of a stored document (sealed secrets), opened here. A stored document that cannot run — a secret no
+    configured key decrypts, or a document an older release accepted — is a 409 naming each fault by location (and
+    a warning in the log, without a traceback), never a 500."""
+    try:
+        return AgentSpec.from_document(document_open(document), project_id=project_id, version_id=version_id)
+    except DocumentError as exc:
+        logger.warning("Project %s version %s cannot run: %s", project_id, version_id, exc.message)
+        raise ApiError(f"This version of the project cannot run: {exc.message}", code=ErrorCode.CONFLICT,
+                       details=exc.details) from None
+
+
 def agent_spec_get(*, project: Project, version: str = DEVELOPMENT) -> tuple[AgentSpec, str]:
     """The spec to run for `version` (development, production or a version id) and the resolved version id."""
     found = _spec_key(project, version)
@@ -65,14 +82,14 @@ def agent_spec_get(*, project: Project, version: str = DEVELOPMENT) -> tuple[Age
         raise NotFound("This project has no production version yet; publish one first.")
     key, version_id = found
     if version == DEVELOPMENT:
-        return spec_cache.get_or_build(key, lambda: AgentSpec.from_document(
-            project.as_document(), project_id=project.id, version_id=DEVELOPMENT)), DEVELOPMENT
+        return spec_cache.get_or_build(key, lambda: spec_build(
+            project.as_document(sealed=True), project_id=project.id, version_id=DEVELOPMENT)), DEVELOPMENT
 
     def build() -> AgentSpec:
         row = ProjectVersion.objects.filter(project=project, id=version_id).only("snapshot").first()
         if row is None:
             raise NotFound(f"Version {version} not found.")
-        return AgentSpec.from_document(row.snapshot, project_id=project.id, version_id=version_id)
+        return spec_build(row.snapshot, project_id=project.id, version_id=version_id)
 
     return spec_cache.get_or_build(key, build), version_id
 

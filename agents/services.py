@@ -1,4 +1,5 @@
-"""Writes on workspaces, projects, versions and keys."""
+"""Writes on workspaces, projects, versions and keys. Every project document written here has its tool secrets
+(header values) sealed — encrypted, `agents/secrets.py` — and a redacted value sent back keeps the stored one."""
 import copy
 import hashlib
 import json
@@ -28,7 +29,8 @@ from agents.models import (
     Workspace,
     default_document,
 )
-from agents.runtime import validate_document
+from agents.runtime import DocumentError, validate_document
+from agents.secrets import document_open, document_seal
 
 
 def workspace_create(*, name: str, slug: str | None = None, owner: AbstractBaseUser | None = None) -> Workspace:
@@ -46,6 +48,7 @@ def project_create(*, workspace: Workspace, name: str, document: dict | None = N
     parts = {part: source.get(part, default) for part, default in default_document().items()}
     framework = framework or source.get("framework") or Project.Framework.CONVERSATION_FLOW
     validate_document({**parts, "framework": framework})
+    parts = document_seal(parts)
     return Project.objects.create(
         workspace=workspace,
         name=name,
@@ -57,9 +60,34 @@ def project_create(*, workspace: Workspace, name: str, document: dict | None = N
     )
 
 
+PROJECT_FIELDS = ("name", "description", "language")
+
+
+def project_update(*, project: Project, document: dict, replace: bool = False) -> Project:
+    """Writes a project document (the API's shape, `Project.as_document`): the parts it has replace the stored ones
+    (`replace=True`: the parts it lacks take a blank project's), as do `name`, `description`, `language` and
+    `framework` when present. The result is validated as a whole (`DocumentError`, nothing stored) and its secrets
+    sealed: a header value sent back redacted keeps the stored value."""
+    source = copy.deepcopy(document)
+    stored = project.document
+    parts = {part: source[part] if part in source else default if replace else stored.get(part, default)
+             for part, default in default_document().items()}
+    framework = source.get("framework") or project.framework
+    validate_document({**parts, "framework": framework})
+    parts = document_seal(parts, previous=stored)
+    for field in PROJECT_FIELDS:
+        if field in source:
+            setattr(project, field, source[field])
+    project.framework = framework
+    project.document = parts
+    project.save()
+    return project
+
+
 def project_snapshot(project: Project) -> dict:
-    """What a published version freezes: the document without the row's timestamps."""
-    return {key: value for key, value in project.as_document().items() if key not in ("createdAt", "updatedAt")}
+    """What a published version freezes: the document (secrets sealed) without the row's timestamps."""
+    document = project.as_document(sealed=True)
+    return {key: value for key, value in document.items() if key not in ("createdAt", "updatedAt")}
 
 
 def snapshot_digest(snapshot: dict) -> str:
@@ -68,8 +96,10 @@ def snapshot_digest(snapshot: dict) -> str:
 
 
 def version_publish(*, project: Project, name: str = "", user: AbstractBaseUser | None = None) -> ProjectVersion:
-    """Freezes `development` into an immutable version and makes it `production`."""
-    snapshot = project_snapshot(project)
+    """Freezes `development` into an immutable version and makes it `production`. A header value stored before
+    secrets were sealed is sealed in the snapshot (`DocumentError` if a sealed one no longer decrypts)."""
+    stored = project_snapshot(project)
+    snapshot = document_seal(stored, previous=stored)
     with transaction.atomic():
         version = ProjectVersion.objects.create(
             project=project, name=name, snapshot=snapshot, digest=snapshot_digest(snapshot), created_by=user
@@ -157,12 +187,17 @@ def demo_setup() -> DemoSetup:
         wanted = {part: copy.deepcopy(DEMO_PROJECT.get(part, default)) for part, default in default_document().items()}
         if project is None:
             project = project_create(workspace=workspace, name=DEMO_PROJECT["name"], document=DEMO_PROJECT)
-        elif project.document != wanted:
-            validate_document({**wanted, "framework": project.framework})
-            project.document = wanted
-            project.save()
+        elif _opened_or_none(project.document) != wanted:
+            project_update(project=project, document=wanted)
         version = project.production_version
         if version is None or version.digest != snapshot_digest(project_snapshot(project)):
             version = version_publish(project=project, name=f"demo {timezone.now():%Y-%m-%d %H:%M}", user=user)
         _row, key = project_api_key_create(project=project, name=f"rundemo {timezone.now().isoformat()}")
     return DemoSetup(project=project, version=version, key=key, username=user.get_username(), password=password)
+
+
+def _opened_or_none(document: dict) -> dict | None:
+    try:
+        return document_open(document)
+    except DocumentError:  # a secret the keys no longer open: the demo document is written again
+        return None

@@ -268,3 +268,69 @@ def test_no_admin_page_shows_a_key_or_its_digest(admin_client, demo_project, use
         for secret in (key, key[len("cdt_"):], token, token[len("cdt_acc_"):], key_row.digest, token_row.digest):
             assert secret not in html, page
     assert shown_once.count(key) == 1
+
+
+# --- Tool secrets: shown redacted, sealed on save, a redacted value keeps the stored one.
+
+ADMIN_SECRET = "sk-admin-5e8d2c0a9b17"
+
+
+def secret_tool(value: str) -> dict:
+    return {"id": "lookup", "description": "d", "http": {"method": "GET", "url": "https://api.example.com/x",
+                                                         "headers": {"Authorization": value}}}
+
+
+@pytest.fixture
+def project_with_secret(workspace):
+    from agents.services import project_create
+
+    return project_create(workspace=workspace, name="Secret", document={"tools": [secret_tool(ADMIN_SECRET)]})
+
+
+def test_the_change_form_shows_the_document_redacted(admin_client, project_with_secret):
+    from agents.secrets import REDACTED
+
+    html = admin_client.get(f"/admin/agents/project/{project_with_secret.pk}/change/").content.decode()
+
+    assert ADMIN_SECRET not in html and '"$secret"' not in html
+    assert REDACTED in html
+
+
+def test_saving_the_redacted_document_keeps_the_secret(admin_client, project_with_secret):
+    from agents.secrets import document_open, document_redact
+
+    shown = {**document_redact(project_with_secret.document), "instructions": "Be brief."}
+    response = admin_client.post(f"/admin/agents/project/{project_with_secret.pk}/change/",
+                                 project_form(project_with_secret, document=json.dumps(shown)))
+
+    assert response.status_code == 302
+    stored = Project.objects.get().document
+    assert stored["instructions"] == "Be brief."
+    assert stored["tools"][0]["http"]["headers"] == project_with_secret.document["tools"][0]["http"]["headers"]
+    assert document_open(stored)["tools"][0]["http"]["headers"]["Authorization"] == ADMIN_SECRET
+
+
+def test_a_new_value_typed_in_the_admin_is_sealed(admin_client, project_with_secret):
+    from agents.secrets import document_open, document_redact
+
+    shown = document_redact(project_with_secret.document)
+    shown["tools"][0]["http"]["headers"]["Authorization"] = "Bearer typed-in-the-admin"
+    admin_client.post(f"/admin/agents/project/{project_with_secret.pk}/change/",
+                      project_form(project_with_secret, document=json.dumps(shown)))
+
+    stored = Project.objects.get().document
+    assert "typed-in-the-admin" not in json.dumps(stored)
+    assert document_open(stored)["tools"][0]["http"]["headers"]["Authorization"] == "Bearer typed-in-the-admin"
+
+
+def test_a_redacted_value_with_nothing_to_keep_is_refused_in_the_admin(admin_client, workspace):
+    from agents.secrets import REDACTED
+
+    response = admin_client.post("/admin/agents/project/add/", {
+        "workspace": workspace.pk, "name": "Bot", "slug": "bot", "framework": "conversation-flow", "language": "en",
+        "document": json.dumps({"tools": [secret_tool(REDACTED)]})})
+
+    assert response.status_code == 200
+    assert [error.split(":")[0] for error in form_errors(response, "document")] == [
+        "tools[0].http.headers.Authorization"]
+    assert not Project.objects.exists()
