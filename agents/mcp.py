@@ -68,7 +68,7 @@ class McpEndpoint:
     source: str
     prefix: str
     url: str
-    headers: Mapping[str, Any] = field(default_factory=dict)  # as written: templates are not rendered here
+    headers: Mapping[str, Any] = field(default_factory=dict, repr=False)  # secrets: never in a repr
     timeout: float = DEFAULT_TIMEOUT_MS / 1000
     tool: Mapping = field(default_factory=dict, compare=False, repr=False)  # the project tool, for its secrets
 

@@ -170,6 +170,7 @@ async def test_the_secret_header_reaches_the_server_and_no_message_or_log(mcp_se
         await tools.call("docs__fail", {"reason": "no reason"})
 
     assert {request.headers.get("authorization") for request in mcp_server.requests} == {f"Bearer {SECRET}"}
+    assert SECRET not in repr(McpEndpoint.from_tool(server_tool(mcp_server.url)))
     assert SECRET not in str(failed.value)
     ours = [record for record in caplog.records  # the fake server runs in this process: its own logs are not ours
             if not record.name.startswith(("mcp.server", "uvicorn", "sse_starlette"))]
@@ -186,3 +187,12 @@ async def test_a_server_that_is_gone_is_a_connection_error(mcp_server):
 
     assert raised.value.code == ToolErrorCode.CONNECTION
     mcp_server.start()  # the fixture stops it again
+
+
+async def test_a_host_name_is_resolved_checked_and_connected_to_by_address(mcp_server):
+    url = mcp_server.url.replace("127.0.0.1", "localhost")
+    tools = project_tools([server_tool(url)], allowlist=("127.0.0.0/8",), mcp_cache_seconds=300)
+
+    assert await tools.call("docs__add", {"a": 1, "b": 2}) == {"result": 3}
+    # only 127.0.0.1 passed the guard (not ::1), and the server still saw the name it was called by
+    assert {request.headers["host"] for request in mcp_server.requests} == {f"localhost:{mcp_server.port}"}
