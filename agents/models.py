@@ -15,7 +15,8 @@ DOCUMENT_PARTS = ("instructions", "model", "workflows", "variables", "tools", "p
 def default_document() -> dict:
     return {
         "instructions": "",
-        "model": {"name": "gpt-4o-mini", "temperature": 0.3, "maxTokens": 800},
+        # No name: the operator's CONDUET_LLM_MODEL, until the project names its own.
+        "model": {"temperature": 0.3, "maxTokens": 800},
         "workflows": [],
         "variables": [],
         "tools": [],

@@ -158,16 +158,20 @@ class DemoSetup:
     key: str
     username: str
     password: str
+    copilot: Project
+    copilot_key: str
 
 
 DEMO_WORKSPACE = ("Acme Inc.", "acme")
 DEMO_USERNAME = "demo"
 
 
-def demo_setup() -> DemoSetup:
+def demo_setup(*, base_url: str = "http://127.0.0.1:8000") -> DemoSetup:
     """What `rundemo` needs, idempotently: the Acme workspace, a `demo` superuser (a new password each time), the
-    demo project kept equal to `agents.demo.DEMO_PROJECT`, a production version of it, and a fresh server key."""
-    from agents.demo import DEMO_PROJECT
+    two demo projects kept equal to `agents.demo` — Acme Support (`DEMO_PROJECT`, conversation-flow) and Acme
+    Copilot (agentic; its tool calls the demo order service at `base_url`) — each with a production version of
+    its document and a fresh server key."""
+    from agents.demo import DEMO_PROJECT, copilot_project
 
     with transaction.atomic():
         workspace = Workspace.objects.filter(slug=DEMO_WORKSPACE[1]).first()
@@ -182,18 +186,24 @@ def demo_setup() -> DemoSetup:
             user.set_password(password)
             user.save(update_fields=["password"])
         membership_add(workspace=workspace, user=user, role=Membership.Role.OWNER)
+        project, version, key = _demo_project(workspace, user, DEMO_PROJECT)
+        copilot, _copilot_version, copilot_key = _demo_project(workspace, user, copilot_project(base_url))
+    return DemoSetup(project=project, version=version, key=key, username=user.get_username(), password=password,
+                     copilot=copilot, copilot_key=copilot_key)
 
-        project = Project.objects.filter(workspace=workspace, slug=DEMO_PROJECT["slug"]).first()
-        wanted = {part: copy.deepcopy(DEMO_PROJECT.get(part, default)) for part, default in default_document().items()}
-        if project is None:
-            project = project_create(workspace=workspace, name=DEMO_PROJECT["name"], document=DEMO_PROJECT)
-        elif _opened_or_none(project.document) != wanted:
-            project_update(project=project, document=wanted)
-        version = project.production_version
-        if version is None or version.digest != snapshot_digest(project_snapshot(project)):
-            version = version_publish(project=project, name=f"demo {timezone.now():%Y-%m-%d %H:%M}", user=user)
-        _row, key = project_api_key_create(project=project, name=f"rundemo {timezone.now().isoformat()}")
-    return DemoSetup(project=project, version=version, key=key, username=user.get_username(), password=password)
+
+def _demo_project(workspace: Workspace, user, document: dict) -> tuple[Project, ProjectVersion, str]:
+    project = Project.objects.filter(workspace=workspace, slug=document["slug"]).first()
+    wanted = {part: copy.deepcopy(document.get(part, default)) for part, default in default_document().items()}
+    if project is None:
+        project = project_create(workspace=workspace, name=document["name"], document=document)
+    elif _opened_or_none(project.document) != wanted:
+        project_update(project=project, document=wanted)
+    version = project.production_version
+    if version is None or version.digest != snapshot_digest(project_snapshot(project)):
+        version = version_publish(project=project, name=f"demo {timezone.now():%Y-%m-%d %H:%M}", user=user)
+    _row, key = project_api_key_create(project=project, name=f"rundemo {timezone.now().isoformat()}")
+    return project, version, key
 
 
 def _opened_or_none(document: dict) -> dict | None:

@@ -24,7 +24,7 @@ def run(*args) -> str:
 def test_rundemo_sets_up_a_working_agent_and_prints_a_fresh_key(client_for):
     output = run("rundemo", "--no-serve", "--port", "8123")
 
-    key = re.search(r"Bearer (cdt_[A-Za-z0-9]{40})", output).group(1)
+    key = re.search(r"API key \(shown once\):\s+(cdt_[A-Za-z0-9]{40})", output).group(1)
     assert "curl -s -X POST http://127.0.0.1:8123/api/v1/conversations/jane/interact" in output
     response = client_for(key).post("/api/v1/conversations/jane/interact",
                                     {"action": {"type": "launch", "payload": None}, "versionId": "production"},
@@ -39,16 +39,17 @@ def test_rundemo_is_idempotent_but_issues_a_new_key_each_time():
     first = run("rundemo", "--no-serve")
     second = run("rundemo", "--no-serve")
 
-    assert Workspace.objects.count() == Project.objects.count() == ProjectVersion.objects.count() == 1
+    assert Workspace.objects.count() == 1
+    assert Project.objects.count() == ProjectVersion.objects.count() == 2  # Acme Support and Acme Copilot
     assert Membership.objects.get().role == "owner"
-    keys = [re.search(r"Bearer (cdt_\w{40})", text).group(1) for text in (first, second)]
-    assert keys[0] != keys[1]
-    assert {k.digest for k in ProjectApiKey.objects.all()} == {key_digest(k) for k in keys}
+    keys = [re.findall(r"Bearer (cdt_\w{40})", text) for text in (first, second)]
+    assert len(set(keys[0])) == len(set(keys[1])) == 2 and not set(keys[0]) & set(keys[1])
+    assert {k.digest for k in ProjectApiKey.objects.all()} == {key_digest(k) for k in keys[0] + keys[1]}
 
 
 def test_rundemo_republishes_when_the_demo_changed():
     run("rundemo", "--no-serve")
-    project = Project.objects.get()
+    project = Project.objects.get(slug="acme-support")
     project.document["settings"]["fallbackMessage"] = "edited by hand"
     project.save()
     version_publish(project=project, name="hand edit")
@@ -57,7 +58,7 @@ def test_rundemo_republishes_when_the_demo_changed():
 
     project.refresh_from_db()
     assert project.document["settings"]["fallbackMessage"].startswith("Sorry")
-    assert ProjectVersion.objects.count() == 3
+    assert ProjectVersion.objects.filter(project=project).count() == 3
     assert project.production_version.snapshot["settings"]["fallbackMessage"].startswith("Sorry")
 
 
@@ -138,3 +139,20 @@ def test_rundemo_serves_in_development_mode(monkeypatch):
     [(_file, args, env)] = calls
     assert args[-5:] == ["-b", "127.0.0.1", "-p", "8123", "config.asgi:application"]
     assert env["CONDUET_DEVELOPMENT"] == "true"
+    assert "127.0.0.1" in env["CONDUET_OUTBOUND_ALLOWLIST"].split(",")  # the copilot's tool calls this server
+
+
+def test_rundemo_without_a_model_says_what_to_set_and_the_copilot_says_it_too(client_for, settings):
+    settings.CONDUET_LLM_BASE_URL = ""
+    output = run("rundemo", "--no-serve", "--port", "8123")
+
+    assert "Acme Copilot" in output and "set CONDUET_LLM_BASE_URL" in output
+    key = re.search(r"Its API key \(shown once\): (cdt_\w{40})", output).group(1)
+    response = client_for(key).post("/api/v1/conversations/jane/interact", {
+        "action": {"type": "text", "payload": "Where is my order A-1001?"}, "versionId": "production"},
+        format="json")
+    assert response.status_code == 200
+    assert "needs a language model" in response.json()[0]["payload"]["message"]
+    copilot = Project.objects.get(slug="acme-copilot")
+    assert copilot.framework == "agentic"
+    assert copilot.document["tools"][0]["http"]["url"] == "http://127.0.0.1:8123/demo/orders/{{ order_id }}"

@@ -229,3 +229,33 @@ def test_without_a_model_an_agentic_project_says_what_to_set(daphne_url, workspa
     assert {"type": "text", "payload": {"message": "No model here."}} in traces
     warnings = [t["payload"]["message"] for t in traces if t["type"] == "debug"]
     assert any("CONDUET_LLM_BASE_URL" in message for message in warnings), warnings
+
+
+def test_the_copilot_demo_looks_up_an_order_records_it_and_moves_to_resolution(ai_url, workspace, model):
+    from agents.demo import copilot_project
+    from conversations.models import Conversation
+
+    project = project_create(workspace=workspace, name="Acme Copilot", document=copilot_project(ai_url))
+    key = project_api_key_create(project=project, name="server")[1]
+    model.script(
+        Reply("Hi! How can I help?"),
+        Reply(tool_calls=[Call("set_variable", {"name": "order_id", "value": "A-1001"}),
+                          Call("set_variable", {"name": "issue", "value": "late delivery"}),
+                          Call("lookup_order", {"order_id": "A-1001"})]),
+        Reply("Your order A-1001 is on its way."))
+    with client(ai_url, key) as http:
+        launch = http.post("/api/v1/conversations/jane/interact", json=LAUNCH)
+        response = http.post("/api/v1/conversations/jane/interact", json=text("Where is my order A-1001? It's late."))
+
+    assert launch.status_code == 200
+    assert any(t["type"] == "choice" for t in launch.json())  # the triage phase's buttons
+    assert response.status_code == 200
+    assert response.json()[-1] == {"type": "text", "payload": {"message": "Your order A-1001 is on its way."}}
+    conversation = Conversation.objects.get(user_id="jane", project=project)
+    variables = conversation.state["variables"]
+    assert (variables["order_id"], variables["issue"]) == ("A-1001", "late delivery")
+    assert variables["order_status"] in {"shipped", "processing", "delivered", "delayed"}  # the tool's `save`
+    assert conversation.state["phase"] == "resolution"
+    reply = conversation.messages.filter(role="assistant").last()
+    assert [(c["tool"], c["status"]) for c in reply.tool_calls] == [
+        ("set_variable", "ok"), ("set_variable", "ok"), ("lookup_order", "ok")]

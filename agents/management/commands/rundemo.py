@@ -1,9 +1,12 @@
 import os
 import sys
 
+from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand
 
+from agents.llm import llm_missing
+from agents.selectors import agent_spec_get
 from agents.services import demo_setup
 
 BANNER = """
@@ -24,6 +27,14 @@ curl -s -X POST {base}/api/v1/conversations/jane/interact -H "Authorization: Bea
 
 curl -sN -X POST {base}/api/v1/conversations/jane/interact/stream -H "Authorization: Bearer {key}" \\
   -H "Content-Type: application/json" -d '{{"action": {{"type": "text", "payload": "jane@example.com"}}}}'
+
+Beside it, the agentic demo "{copilot}" ({copilot_id}): instructions, two phases, an order-lookup tool served by
+this server at {base}/demo/orders/A-1001, set_variable and handoff. {model}
+
+  Its API key (shown once): {copilot_key}
+
+curl -sN -X POST {base}/api/v1/conversations/jane/interact/stream -H "Authorization: Bearer {copilot_key}" \\
+  -H "Content-Type: application/json" -d '{{"action": {{"type": "text", "payload": "Where is my order A-1001?"}}}}'
 """
 
 
@@ -37,16 +48,22 @@ class Command(BaseCommand):
 
     def handle(self, *args, host, port, no_serve, **options):
         call_command("migrate", interactive=False, verbosity=0)
-        setup = demo_setup()
+        base = f"http://{host}:{port}"
+        setup = demo_setup(base_url=base)
+        missing = llm_missing(agent_spec_get(project=setup.copilot, version="development")[0])
         self.stdout.write(BANNER.format(
             project=setup.project.name, project_id=setup.project.id, version_id=setup.version.id, key=setup.key,
-            base=f"http://{host}:{port}", username=setup.username, password=setup.password,
+            base=base, username=setup.username, password=setup.password, copilot=setup.copilot.name,
+            copilot_id=setup.copilot.id, copilot_key=setup.copilot_key,
+            model=f"\n{missing}" if missing else f"Its model: {settings.CONDUET_LLM_BASE_URL}.",
         ))
         if no_serve:
             return
         self.stdout.flush()
         sys.stdout.flush()
         # rundemo is the development command: its server may run on the development SECRET_KEY (config/checks.py).
-        env = {**os.environ, "CONDUET_DEVELOPMENT": "true"}
+        # The copilot's tool calls this very server (/demo/orders/…): its address is allowed for outbound calls.
+        allowlist = ",".join(filter(None, [os.environ.get("CONDUET_OUTBOUND_ALLOWLIST", ""), host]))
+        env = {**os.environ, "CONDUET_DEVELOPMENT": "true", "CONDUET_OUTBOUND_ALLOWLIST": allowlist}
         os.execvpe(sys.executable, [sys.executable, "-m", "daphne", "-b", host, "-p", str(port),
                                     "config.asgi:application"], env)
