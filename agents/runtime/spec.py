@@ -18,6 +18,7 @@ from agents.runtime.agentic import BUILT_IN_TOOLS, workflow_tools
 from agents.runtime.matching import IntentIndex
 from agents.runtime.steps import STEP_TYPES, Step, StepBuild
 from agents.runtime.templates import Expression
+from agents.runtime.toolspec import check_tools
 from agents.runtime.types import DocumentError
 from agents.runtime.values import VARIABLE_NAME_RE, frozen, is_whole_number
 
@@ -127,6 +128,8 @@ class _Builder:
         instructions = self.part("instructions", str, "")
         model = self.part("model", dict, {})
         tools = self.part("tools", list, [])
+        for where, messages in check_tools(tools).items():
+            self.errors.setdefault(where, []).extend(messages)
         self.tool_ids_free(tools, workflow_tools(workflows))
         phases = self.phases(self.part("phases", list, []))
         harness = self.harness(self.part("behaviourConfig", dict, {}))

@@ -216,6 +216,7 @@ def test_the_harness_defaults():
     ({"behaviourConfig": []}, "behaviourConfig", "Expected an object"),
     ({"variables": [{"name": "x", "type": "date"}]}, "variables[0].type", "Expected one of"),
     ({"tools": [{"id": "handoff"}]}, "tools[0].id", "name of a built-in tool"),
+    ({"tools": [{"id": "lookup"}]}, "tools[0].kind", "Expected http"),  # toolspec.check_tools, merged
     ({"tools": [{"id": "workflow_main"}], "workflows": [workflow([START], [], id="main")]}, "tools[0].id",
      "name of a built-in tool"),
 ])
