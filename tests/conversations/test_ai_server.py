@@ -202,7 +202,8 @@ def test_stop_mid_tool_call_ends_the_turn_without_waiting_for_the_tool(ai_url, a
 def test_a_tool_round_trip_streams_tool_call_traces_and_uses_the_result(ai_url, agent_key, model, tool_server):
     model.script(Reply("Let me look.", tool_calls=[Call("lookup_account", {"email": "jane@example.com"})]),
                  Reply("Your balance is 42.5."))
-    with client(ai_url, agent_key) as http, stream(http, "tooler", text("what's my balance? jane@example.com")) as events:
+    question = text("what's my balance? jane@example.com")
+    with client(ai_url, agent_key) as http, stream(http, "tooler", question) as events:
         traces = traces_of(events.iter_sse())
 
     calls = [t["payload"] for t in traces if t["type"] == "tool-call"]
@@ -245,7 +246,8 @@ def test_the_copilot_demo_looks_up_an_order_records_it_and_moves_to_resolution(a
         Reply("Your order A-1001 is on its way."))
     with client(ai_url, key) as http:
         launch = http.post("/api/v1/conversations/jane/interact", json=LAUNCH)
-        response = http.post("/api/v1/conversations/jane/interact", json=text("Where is my order A-1001? It's late."))
+        response = http.post("/api/v1/conversations/jane/interact",
+                             json=text("Where is my order A-1001? It's late."))
 
     assert launch.status_code == 200
     assert any(t["type"] == "choice" for t in launch.json())  # the triage phase's buttons
