@@ -31,6 +31,9 @@ async def test_ports_power_ai_kb_and_api_steps():
     assert turn.reply_text == "Your balance is 42.\nWe ship worldwide."
     assert [record["model"] for record in turn.llm_calls] == ["fake-model"]
     assert traces[-1]["payload"]["sources"][0]["documentName"] == "FAQ"
+    [record] = turn.tool_calls  # the api step's call is kept on the reply, as the agent loop's are
+    assert (record["tool"], record["arguments"], record["status"]) == ("lookup", {"email": "a@b.co"}, "ok")
+    assert record["result"] == '{"account": {"balance": 42}}' and record["durationMs"] >= 0
 
 
 async def test_without_ports_api_takes_its_error_port_and_ai_falls_back():
@@ -54,8 +57,10 @@ async def test_a_failing_tool_takes_the_error_port_and_a_failing_query_goes_on()
                         step("after", "message", text="after"),
                         connections=[("start", "next", "api"), ("api", "next", "ok"), ("api", "error", "err"),
                                      ("err", "next", "q"), ("q", "next", "after")]))
-    traces = await traces_of(spec, {}, LAUNCH, ports=Ports(tools=tools, data=data), debug=True)
+    turn = run_turn(spec, {}, LAUNCH, ports=Ports(tools=tools, data=data), debug=True)
+    traces = await collect(turn)
     assert messages(traces) == ["down", "after"]
+    assert [(r["tool"], r["status"], r["error"]) for r in turn.tool_calls] == [("lookup", "error", "refused")]
     warnings = [t["payload"]["message"] for t in traces if t["type"] == "debug" and t["payload"]["level"] == "warn"]
     assert warnings == ["Tool 'lookup' failed: refused", "Data query failed: no such column"]
 

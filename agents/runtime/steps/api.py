@@ -1,10 +1,19 @@
 """`api`: calls one of the project's tools through `Ports.tools` with its `args` (templates), saves parts of the
 result into variables (`save`: variable → dotted path), and takes `next` — or `error` when the call fails or no
-tool port is configured, so a definition can say what to do when a service is down."""
+tool port is configured, so a definition can say what to do when a service is down. Each call is recorded in the
+turn's `tool_calls` (kept on the reply message), as the agent loop's are."""
+import json
+import time
 from typing import Any
 
 from agents.runtime.steps.base import StepBuild, StepRun, StepType, Traces
 from agents.runtime.values import VARIABLE_NAME_RE, json_value
+
+RECORDED_CHARS = 2000  # of a call's result (or error) kept on the reply message
+
+
+def _ms_since(started: float) -> int:
+    return int((time.perf_counter() - started) * 1000)
 
 
 class ApiStep(StepType):
@@ -32,12 +41,19 @@ class ApiStep(StepType):
             return
         args = {key.removeprefix("args."): run.render(t) for key, t in step.templates.items()
                 if key.startswith("args.")}
+        record = {"tool": tool, "callId": f"{run.workflow_id}/{step.id}", "arguments": args}
+        started = time.perf_counter()
         try:
             result = await run.ports.tools(tool, args)
         except Exception as exc:  # the tool's fault, not the turn's; a cancellation is no Exception and goes through
+            run.turn.tool_calls.append({**record, "status": "error", "durationMs": _ms_since(started),
+                                        "result": None, "error": str(exc)[:RECORDED_CHARS]})
             yield run.debug("warn", f"Tool {tool!r} failed: {exc}")
             run.follow("error")
             return
+        shown = json.dumps(result, ensure_ascii=False, default=str)
+        run.turn.tool_calls.append({**record, "status": "ok", "durationMs": _ms_since(started),
+                                    "result": shown[:RECORDED_CHARS]})
         for variable, path in (step.data.get("save") or {}).items():
             run.variables[variable] = json_value(dig(result, str(path)))
         run.follow("next")
