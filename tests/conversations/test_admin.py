@@ -38,6 +38,25 @@ def test_an_interrupted_reply_is_marked(admin_client, demo_project):
     assert "cdt-failed" in html and "<strong>interrupted</strong>" in html
 
 
+def test_an_agent_reply_shows_its_tool_calls_and_what_it_cost(admin_client, demo_project):
+    run_turn_now(demo_project, Action("launch", None))
+    Message.objects.filter(role=Message.Role.ASSISTANT).update(
+        traces=[{"type": "completion-start", "payload": {"text": ""}},
+                {"type": "text", "payload": {"message": "Let me "}}, {"type": "text", "payload": {"message": "look."}},
+                {"type": "tool-call", "payload": {"phase": "start", "toolName": "lookup_account", "callId": "c1"}},
+                {"type": "tool-call", "payload": {"phase": "end", "toolName": "lookup_account", "callId": "c1"}}],
+        model="fake-model", prompt_tokens=812, completion_tokens=64, tokens_estimated=True, first_token_ms=230,
+        llm_calls=[{"model": "fake-model"}, {"model": "fake-model"}],
+        tool_calls=[{"tool": "lookup_account", "status": "error", "durationMs": 84, "error": "status 503"}])
+
+    html = admin_client.get(f"/admin/conversations/conversation/{Conversation.objects.get().pk}/change/"
+                            ).content.decode()
+    assert "<p>Let me look.</p>" in html  # the streamed chunks read as one reply
+    assert "→ calls lookup_account" in html
+    assert "fake-model · 812 + 64 tokens (estimated) · first token 230 ms · 2 calls" in html
+    assert "tool lookup_account error 84 ms: status 503" in html
+
+
 def test_conversations_and_messages_cannot_be_edited(admin_client, conversation):
     message = conversation.messages.first()
 
