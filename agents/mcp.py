@@ -8,7 +8,7 @@ for `FAILURE_CACHE_SECONDS`, so a server that is down does not slow every turn. 
 and `mcp_cache_clear()` refresh on demand; `ProjectTools.call` refreshes when the model calls a name the cache does
 not know.
 
-The outbound guard of HTTP tools applies (`agents.tools.outbound_addresses`): the URL's addresses are checked
+The outbound guard applies (`agents.outbound.outbound_addresses`, as for HTTP tools): the URL's addresses are checked
 before connecting, and the session's HTTP client connects only to those addresses (its transport rewrites each
 request to a checked address and keeps the host name in `Host` and the TLS server name), so DNS rebinding between
 the check and a connection cannot send it elsewhere. The SDK follows a redirect only within the endpoint's origin,
@@ -17,7 +17,7 @@ whole session (connect, initialize, list or call); a response body past `MAX_PRO
 result past `agents.tools.MAX_RESPONSE_BYTES` refused; proxies from the environment are ignored (they would connect
 past the guard).
 
-Errors are `agents.tools.ToolError`, scrubbed of the server's header values (secrets, decrypted from the project
+Errors are `agents.outbound.ToolError`, scrubbed of the server's header values (secrets, decrypted from the project
 document only for the runtime spec): an MCP result with `isError` is `failed` with the server's text.
 """
 import asyncio
@@ -38,6 +38,7 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 from mcp_types import REQUEST_TIMEOUT
 
+from agents.outbound import ToolError, ToolErrorCode, outbound_addresses
 from agents.runtime.ports import ToolDefinition
 from agents.runtime.toolspec import EMPTY_PARAMETERS, mcp_tool_name
 from agents.tools import (
@@ -45,12 +46,9 @@ from agents.tools import (
     MAX_RESPONSE_BYTES,
     MAX_TIMEOUT_MS,
     JsonValue,
-    ToolError,
-    ToolErrorCode,
     check_arguments,
     header_secrets,
     header_value,
-    outbound_addresses,
     scrub,
 )
 

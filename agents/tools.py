@@ -9,10 +9,10 @@ substituted into the URL is percent-encoded, so an argument can never change the
 the business of the tool's `parameters` schema.
 
 Every hop (the first request and each redirect, at most 5, followed here rather than by httpx) passes the outbound
-guard: http(s) only, and the host's addresses must be public unless the allowlist (`CONDUET_OUTBOUND_ALLOWLIST`)
-admits the address or the host name. The request then goes to the checked address itself — the URL carries the IP,
-the `Host` header and the TLS server name carry the host name — so a DNS answer that changes between check and
-connect (DNS rebinding) cannot send it elsewhere.
+guard (`agents/outbound.py`): http(s) only, and the host's addresses must be public unless the allowlist
+(`CONDUET_OUTBOUND_ALLOWLIST`) admits the address or the host name. The request then goes to the checked address
+itself — the URL carries the IP, the `Host` header and the TLS server name carry the host name — so a DNS answer that
+changes between check and connect (DNS rebinding) cannot send it elsewhere.
 
 Header values are secrets (stored encrypted, `agents/secrets.py`; the tool gets them decrypted): no error message
 or log line made here contains one — messages name the header, never its value, and every message is scrubbed of
@@ -22,13 +22,10 @@ No Django here: the turn service passes the allowlist (or uses `project_tools`, 
 """
 import asyncio
 import functools
-import ipaddress
 import json
 import re
-import socket
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from enum import StrEnum
 from typing import Any
 from urllib.parse import quote
 
@@ -38,6 +35,7 @@ from jinja2.filters import do_urlencode
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from markupsafe import Markup
 
+from agents.outbound import ToolError, ToolErrorCode, outbound_addresses
 from agents.runtime.ports import ToolDefinition
 from agents.runtime.toolspec import argument_fault, http_tool_definitions, tool_kind
 
@@ -52,39 +50,8 @@ _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 # Set by the client for the connection it makes; a tool may not override them.
 _RESERVED_HEADERS = frozenset({"host", "content-length", "transfer-encoding", "connection"})
 _HEADER_NAME = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
-# Cloud metadata services (AWS, GCP, Azure, Oracle…; AWS over IPv6; Alibaba): refused even when the allowlist admits
-# their network or a host name that resolves to one — they hand out the host's credentials.
-_METADATA_ADDRESSES = frozenset({ipaddress.ip_address("169.254.169.254"), ipaddress.ip_address("fd00:ec2::254"),
-                                 ipaddress.ip_address("100.100.100.200")})
-_NAT64 = ipaddress.ip_network("64:ff9b::/96")
 
 JsonValue = dict | list | str | int | float | bool | None
-
-
-class ToolErrorCode(StrEnum):
-    DEFINITION = "definition"  # the tool's definition (or its templates over these arguments) cannot make a request
-    REFUSED = "refused"  # the outbound guard refused the URL or its addresses
-    TIMEOUT = "timeout"
-    CONNECTION = "connection"  # resolution, connection or protocol failure
-    STATUS = "status"  # the server answered with a non-2xx status
-    TOO_LARGE = "too_large"  # the response body passed MAX_RESPONSE_BYTES
-    REDIRECTS = "redirects"  # more than MAX_REDIRECTS redirects
-    INVALID_ARGUMENTS = "invalid_arguments"  # the arguments do not match the tool's `parameters` (nothing was sent)
-    FAILED = "failed"  # the tool ran and reported a failure (an MCP result with `isError`)
-
-
-class ToolError(Exception):
-    """A tool call that produced no result; `code` says why, `status` is the HTTP status when there was one."""
-
-    def __init__(self, message: str, *, code: ToolErrorCode, status: int | None = None, tool: str | None = None):
-        super().__init__(message)
-        self.message = message
-        self.code = code
-        self.status = status
-        self.tool = tool
-
-    def __str__(self) -> str:
-        return f"Tool {self.tool!r}: {self.message}" if self.tool else self.message
 
 
 # --- templates ---------------------------------------------------------------------------------------------------
@@ -218,88 +185,6 @@ def scrub(error: "ToolError", secrets: Sequence[str]) -> "ToolError":
     error.message = message
     error.args = (message,)
     return error
-
-
-# --- the outbound guard ------------------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class _Allowlist:
-    networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]
-    hosts: frozenset[str]
-
-    def admits(self, address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-        return any(address in network for network in self.networks)
-
-
-@functools.lru_cache(maxsize=32)
-def _allowlist(entries: tuple[str, ...]) -> _Allowlist:
-    """Each entry is an IP address, a CIDR network or a host name (matched exactly, case-insensitively)."""
-    networks, hosts = [], set()
-    for entry in (e.strip().lower() for e in entries):
-        if not entry:
-            continue
-        try:
-            networks.append(ipaddress.ip_network(entry, strict=False))
-        except ValueError:
-            hosts.add(entry.rstrip("."))
-    return _Allowlist(tuple(networks), frozenset(hosts))
-
-
-def _metadata(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-    if isinstance(address, ipaddress.IPv6Address):
-        if address.ipv4_mapped:
-            address = address.ipv4_mapped
-        elif address in _NAT64:  # 64:ff9b::a9fe:a9fe reaches 169.254.169.254 through a NAT64 gateway
-            address = ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
-    return address in _METADATA_ADDRESSES
-
-
-def _forbidden(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
-        address = address.ipv4_mapped  # ::ffff:127.0.0.1 is 127.0.0.1
-    # `not is_global` covers private, loopback, link-local, reserved, unspecified, shared (100.64/10) and
-    # documentation ranges; multicast has global ranges, so it is named.
-    return address in _METADATA_ADDRESSES or not address.is_global or address.is_multicast
-
-
-async def outbound_addresses(url: httpx.URL, allowlist: Sequence[str] = ()) -> list[str]:
-    """The addresses a request to `url` may connect to, in resolution order; raises `ToolError` (refused) when the
-    scheme is not http(s) or no address is public or allowlisted. Addresses that are neither are dropped: the
-    request is only ever sent to an address returned here. A cloud metadata address is never returned, whatever
-    the allowlist says."""
-    if url.scheme not in ("http", "https"):
-        raise ToolError(f"only http and https URLs are allowed, not {url.scheme or 'no'} scheme",
-                        code=ToolErrorCode.REFUSED)
-    host = url.raw_host.decode("ascii").lower().rstrip(".")
-    if not host:
-        raise ToolError("the URL has no host", code=ToolErrorCode.REFUSED)
-    allowed = _allowlist(tuple(allowlist))
-    try:
-        candidates = [ipaddress.ip_address(host)]
-    except ValueError:
-        candidates = await _resolve(host, url.port or (443 if url.scheme == "https" else 80))
-    if host in allowed.hosts:
-        permitted = [str(a) for a in candidates if not _metadata(a)]
-    else:
-        permitted = [str(a) for a in candidates if not _metadata(a) and (allowed.admits(a) or not _forbidden(a))]
-    if not permitted:
-        shown = ", ".join(str(a) for a in candidates)
-        raise ToolError(f"{host} resolves to {shown}: a private, loopback, link-local or reserved address not on "
-                        "the outbound allowlist", code=ToolErrorCode.REFUSED)
-    return permitted
-
-
-async def _resolve(host: str, port: int) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
-    try:
-        infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except (OSError, UnicodeError) as exc:
-        raise ToolError(f"cannot resolve {host}: {exc}", code=ToolErrorCode.CONNECTION) from None
-    addresses = []
-    for *_, sockaddr in infos:
-        address = ipaddress.ip_address(sockaddr[0])
-        if address not in addresses:
-            addresses.append(address)
-    return addresses
 
 
 # --- the call ----------------------------------------------------------------------------------------------------

@@ -6,7 +6,8 @@ import logging
 import pytest
 
 from agents.mcp import McpEndpoint, mcp_cache_clear, mcp_tool_call, mcp_tools_list
-from agents.tools import ToolError, ToolErrorCode, project_tools
+from agents.outbound import ToolError, ToolErrorCode
+from agents.tools import project_tools
 
 LOOPBACK = ("127.0.0.1",)
 SECRET = "mcp-secret-7f3a9c2e41b8"

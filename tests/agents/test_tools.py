@@ -5,17 +5,10 @@ import time
 import httpx
 import pytest
 
+from agents.outbound import ToolError, ToolErrorCode, outbound_addresses
 from agents.runtime.ports import ToolDefinition
 from agents.runtime.toolspec import check_tools, http_tool_definitions, mcp_tool_name
-from agents.tools import (
-    MAX_RESPONSE_BYTES,
-    ToolError,
-    ToolErrorCode,
-    http_tool_call,
-    outbound_addresses,
-    project_tools,
-    tool_port,
-)
+from agents.tools import MAX_RESPONSE_BYTES, http_tool_call, project_tools, tool_port
 from tests.fakes.tool_server import ToolServer
 
 LOOPBACK = ("127.0.0.1",)
