@@ -8,11 +8,10 @@ when the model answers without tool calls, when a built-in ended or handed off t
 tool left its flow waiting for the user (the next turn answers that step), or after `max_tool_rounds` rounds (then
 the fallback message and a debug warning).
 
-Tools offered: the built-ins — `set_variable` (declared variables only, checked against their type), `handoff` (at
-most `agentHarness.maxHandoffs` per conversation, counted in `state["agent"]`), `end_conversation`,
-`knowledge_search` and `query_data` when those ports exist, and `workflow_<id>` per workflow (it walks the flow
-from its start; its traces go to the user) — then the project's tools (`Ports.tool_definitions`) that every
-non-empty allowlist names (`allowed_by`): the harness's, and the current phase's (or the `agent` step's).
+Tools offered: the built-ins (`builtins.py`: `set_variable`, `handoff`, `end_conversation`, `knowledge_search`,
+`query_data`, and `workflow_<id>` per workflow), then the project's tools (`Ports.tool_definitions`) that every
+non-empty allowlist names (`allowed_by`): the harness's, and the current phase's (or the `agent` step's). A project
+tool's result may be saved into variables (its `save` mapping, as an `api` step's).
 
 Phases (`spec.phases`): the current one is `state["phase"]`; its instructions join the system prompt and its
 allowlist the filter; it exits to the next phase in document order when its exit expression is true (checked after
@@ -20,15 +19,18 @@ each tool round and at the end of the turn) or when the model called its exit to
 never exits. Its buttons are offered as a `choice` at the end of a turn the agent answered."""
 import json
 import math
-import re
 import time
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+# BUILT_IN_TOOLS and workflow_tools are re-exported for agents/runtime/spec.py, until it imports them from builtins.
+from agents.runtime.builtins import BUILT_IN_TOOLS as BUILT_IN_TOOLS
+from agents.runtime.builtins import BuiltIns, Tool, ToolRefused, as_json
+from agents.runtime.builtins import workflow_tools as workflow_tools
 from agents.runtime.ports import LlmResult, ToolCall, ToolDefinition
 from agents.runtime.types import Action, TraceType, trace
-from agents.runtime.values import VARIABLE_NAME_RE, is_whole_number, json_value
+from agents.runtime.values import VARIABLE_NAME_RE, json_value
 
 if TYPE_CHECKING:  # this module imports nothing of the step types: they (agent, ai) build on it
     from agents.runtime.engine import Turn
@@ -44,18 +46,6 @@ RECORDED_RESULT_CHARS = 2000  # what the reply message keeps of it (turn.tool_ca
 NO_LLM = ("This agentic project needs a language model: set CONDUET_LLM_BASE_URL to an OpenAI-compatible endpoint "
           "and CONDUET_LLM_MODEL (or the project's model name).")
 GREETING = "The user has just opened the conversation: greet them briefly and say how you can help."
-WORKFLOW_PREFIX = "workflow_"
-_UNSAFE_NAME = re.compile(r"[^A-Za-z0-9_-]")
-BUILT_IN_TOOLS = ("set_variable", "handoff", "end_conversation", "knowledge_search", "query_data")
-_BUILT_IN_NOTES = {  # the system prompt's line on the built-ins offered
-    "set_variable": "set_variable records what you learn ({variables})",
-    "handoff": "handoff passes the conversation to a person", "end_conversation": "end_conversation ends it",
-    "knowledge_search": "knowledge_search searches the knowledge base",
-    "query_data": "query_data runs SQL over the conversation's data frames"}
-_TYPES = {"string": lambda v: isinstance(v, str), "boolean": lambda v: isinstance(v, bool),
-          "integer": lambda v: is_whole_number(v) or (isinstance(v, float) and v.is_integer()),
-          "number": lambda v: isinstance(v, int | float) and not isinstance(v, bool),
-          "object": lambda v: isinstance(v, dict), "array": lambda v: isinstance(v, list)}
 
 
 @dataclass
@@ -63,17 +53,6 @@ class ModelReply:
     """What a streamed model call came to, once its traces are consumed (`Turn.stream_reply(stream, reply)`)."""
 
     result: LlmResult | None = None
-
-
-class ToolRefused(Exception):
-    """A built-in that will not do what the model asked; the message goes back to the model."""
-
-
-@dataclass(frozen=True)
-class Tool:
-    definition: ToolDefinition
-    kind: str  # "builtin", "workflow" or "project"
-    target: str = ""  # a workflow tool's workflow id
 
 
 def allowed_by(tool_id: str, *allowlists: tuple[str, ...]) -> bool:
@@ -139,29 +118,8 @@ def history_within(history: list[dict], budget: int) -> list[dict]:
     return kept[::-1]
 
 
-def workflow_tools(workflow_ids: Iterable[str]) -> dict[str, str]:
-    """Each workflow's tool name (`workflow_<id>`, made safe and unique) → its id."""
-    names: dict[str, str] = {}
-    for workflow_id in workflow_ids:
-        name = base = _UNSAFE_NAME.sub("_", WORKFLOW_PREFIX + workflow_id)[:64]
-        n = 1
-        while name in names:
-            n += 1
-            name = f"{base[:60]}_{n}"
-        names[name] = workflow_id
-    return names
-
-
-def as_json(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, default=str)
-
-
 def clipped(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[:limit] + "…[truncated]"
-
-
-def _object(properties: dict, required: tuple[str, ...] = ()) -> dict:
-    return {"type": "object", "properties": properties, "required": list(required)}
 
 
 # --- the loop
@@ -179,8 +137,7 @@ class AgentLoop:
         self.spec = turn.spec
         self.greeting = False
         self._project_tools: list[ToolDefinition] | None = None
-        self._pending: list[dict] = []  # traces a built-in produced, sent after it ran
-        self._sources: list[dict] = []  # knowledge_search hits, cited after the answer
+        self.built_ins = BuiltIns(turn)
 
     def instructions(self) -> list[str]:
         return [self.spec.instructions]
@@ -237,19 +194,14 @@ class AgentLoop:
             yield turn.debug_trace("warn", f"The agent reached its limit of {rounds} tool rounds "
                                            "(CONDUET_AGENT_MAX_TOOL_ROUNDS); answering with the fallback message")
             yield turn.say(self.spec.fallback_message)
-        if self._sources:
-            yield trace(TraceType.KNOWLEDGE, sources=self._sources)
+        if self.built_ins.sources:
+            yield trace(TraceType.KNOWLEDGE, sources=self.built_ins.sources)
 
     # --- tools
 
     async def tools(self) -> dict[str, Tool]:
         """What the model may call this round (a phase change between rounds changes it)."""
-        tools = {tool.definition.name: tool for tool in self.built_ins()}
-        if self.offers_workflows:
-            for name, workflow_id in workflow_tools(self.spec.workflows).items():
-                description = self.spec.workflows[workflow_id].name
-                tools[name] = Tool(ToolDefinition(name, f"Run the scripted flow “{description}” with the user.",
-                                                  _object({})), "workflow", workflow_id)
+        tools = {tool.definition.name: tool for tool in self.built_ins.offered(workflows=self.offers_workflows)}
         allowlists = self.allowlists()
         for definition in await self.project_tools():
             if not allowed_by(definition.source or definition.name, *allowlists):
@@ -257,26 +209,6 @@ class AgentLoop:
             if definition.name not in tools:  # a built-in's name wins (the spec refuses such tool ids)
                 tools[definition.name] = Tool(definition, "project")
         return tools
-
-    def built_ins(self) -> list[Tool]:
-        ports, declared = self.turn.ports, self.spec.variable_types
-        tools = []
-        if declared:
-            tools.append(ToolDefinition("set_variable", "Store a value in one of the session's variables.", _object(
-                {"name": {"type": "string", "enum": list(declared)}, "value": {"description": "a JSON value"}},
-                ("name", "value"))))
-        if self.spec.harness.max_handoffs > 0:
-            tools.append(ToolDefinition("handoff", "Hand the conversation to a human operator.", _object(
-                {"reason": {"type": "string", "description": "why, for the operator"}}, ("reason",))))
-        tools.append(ToolDefinition("end_conversation", "End the conversation (when the user is done).", _object({})))
-        if ports.knowledge is not None:
-            tools.append(ToolDefinition("knowledge_search", "Search the knowledge base; returns passages.", _object(
-                {"query": {"type": "string"}}, ("query",))))
-        if ports.data is not None:
-            tools.append(ToolDefinition("query_data", "Run SQL over the conversation's data frames into a new "
-                                        "frame.", _object({"sql": {"type": "string"}, "name": {"type": "string"}},
-                                                          ("sql",))))
-        return [Tool(definition, "builtin") for definition in tools]
 
     async def project_tools(self) -> list[ToolDefinition]:
         if self._project_tools is None:
@@ -294,12 +226,8 @@ class AgentLoop:
             variables = self.turn.state["variables"]
             snapshot = {key: json_value(variables.get(key)) for key in self.spec.harness.snapshot_keys}
             parts.append(f"Session variables (JSON): {as_json(snapshot)}")
-        variables = ", ".join(f"{name}: {kind or 'any'}" for name, kind in self.spec.variable_types.items())
-        offered = [note.format(variables=variables) for name, note in _BUILT_IN_NOTES.items() if name in tools]
-        if any(tool.kind == "workflow" for tool in tools.values()):
-            offered.append(f"{WORKFLOW_PREFIX}* tools run a scripted flow that speaks to the user itself")
-        if offered:
-            parts.append("Built-in tools: " + "; ".join(offered) + ".")
+        if built_ins := self.built_ins.prompt_line(tools):
+            parts.append(built_ins)
         if self.greeting:
             parts.append(GREETING)
         return "\n\n".join(part for part in parts if part)
@@ -325,7 +253,7 @@ class AgentLoop:
             error = {"error": f"There is no tool named {call.name!r} here."}
         if error is None and tool.kind == "workflow":  # not guarded: the walk's own faults end the turn
             result = {}
-            async for item in self.workflow(tool.target, result):
+            async for item in self.built_ins.workflow(tool.target, result):
                 yield item
         elif error is None:
             try:
@@ -336,9 +264,9 @@ class AgentLoop:
                 error = {"error": str(exc) or type(exc).__name__}
                 if isinstance(getattr(exc, "code", None), str):
                     error["code"] = exc.code
-            for item in self._pending:
+            for item in self.built_ins.pending:
                 yield item
-            self._pending.clear()
+            self.built_ins.pending.clear()
         record["status"] = "error" if error else "ok"
         record["durationMs"] = int((time.perf_counter() - started) * 1000)
         record["result"] = None if error else clipped(as_json(result), RECORDED_RESULT_CHARS)
@@ -352,54 +280,11 @@ class AgentLoop:
         yield trace(TraceType.TOOL_CALL, phase="end", toolName=call.name, callId=call.id)
 
     async def execute(self, tool: Tool, args: dict) -> Any:
-        turn, name = self.turn, tool.definition.name
         if tool.kind == "project":
-            result = await turn.ports.tools(name, args)
+            result = await self.turn.ports.tools(tool.definition.name, args)
             self.save(tool.definition, result)
             return result
-        if name == "set_variable":
-            return self.set_variable(args)
-        if name == "handoff":
-            return self.hand_off(str(args.get("reason") or "The agent handed the conversation over."))
-        if name == "end_conversation":
-            turn.ended = True
-            turn.state["waiting"], turn.state["stack"] = None, []
-            self._pending.append(trace(TraceType.END))
-            return {"ok": True}
-        if name == "knowledge_search":
-            hits = await turn.ports.knowledge(str(args.get("query") or turn.user_text or ""))
-            self._sources += [{key: hit.get(key) for key in ("documentId", "documentName", "chunkId", "score")}
-                              for hit in hits[:5]]
-            return [{"text": hit.get("text"), "documentName": hit.get("documentName"), "score": hit.get("score")}
-                    for hit in hits[:5]]
-        frame = await turn.ports.data(str(args.get("sql") or ""), name=str(args.get("name") or "result"))
-        self._pending.append(trace(TraceType.DATA_FRAME, **frame))
-        return frame
-
-    def set_variable(self, args: dict) -> dict:
-        name, declared = args.get("name"), self.spec.variable_types
-        if not isinstance(name, str) or name not in declared:
-            raise ToolRefused(f"{name!r} is not a declared variable; declared: {', '.join(declared)}.")
-        if "value" not in args:
-            raise ToolRefused("Give the value to store.")
-        value, kind = args["value"], declared[name]
-        if kind is not None and not _TYPES[kind](value):
-            raise ToolRefused(f"{name} holds a value of type {kind}; {as_json(value)} is not one.")
-        if kind == "integer":
-            value = int(value)
-        self.turn.state["variables"][name] = json_value(value)
-        return {"ok": True, "name": name, "value": value}
-
-    def hand_off(self, reason: str) -> dict:
-        turn, limit = self.turn, self.spec.harness.max_handoffs
-        handoffs = int(turn.state["agent"].get("handoffs") or 0)
-        if handoffs >= limit:
-            raise ToolRefused(f"This conversation has reached its limit of {limit} handoffs: keep helping the user.")
-        turn.state["agent"]["handoffs"] = handoffs + 1
-        turn.handoff = True
-        turn.state["waiting"] = None
-        self._pending.append(trace(TraceType.HANDOFF, reason=reason))
-        return {"ok": True}
+        return await self.built_ins.execute(tool.definition.name, args)
 
     def save(self, definition: ToolDefinition, result: Any) -> None:
         """A project HTTP tool's `save` mapping (variable → dotted path in the result), as an `api` step's."""
@@ -411,18 +296,6 @@ class AgentLoop:
         for variable, path in (save.items() if hasattr(save, "items") else ()):
             if VARIABLE_NAME_RE.fullmatch(str(variable)):
                 self.turn.state["variables"][variable] = json_value(dig(result, str(path)))
-
-    async def workflow(self, workflow_id: str, result: dict) -> Traces:
-        """A workflow tool: the flow walked from its start; the model learns what it said and how it stands."""
-        turn = self.turn
-        turn.state["stack"] = []
-        said_before = len(turn.said)
-        yield turn.debug_trace("info", f"Starting workflow {workflow_id}")
-        async for item in turn.walk(workflow_id, self.spec.workflows[workflow_id].start_step_id):
-            yield item
-        status = ("ended" if turn.ended else "handed off" if turn.handoff
-                  else "waiting for the user's answer" if turn.state["waiting"] else "done")
-        result.update(status=status, said=[text for text in turn.said[said_before:] if text])
 
 
 class ProjectAgent(AgentLoop):

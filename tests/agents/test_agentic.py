@@ -8,7 +8,8 @@ import pytest
 from jsonschema import Draft202012Validator
 
 from agents.runtime import Action, AgentSpec, Ports, run_turn
-from agents.runtime.agentic import GREETING, NO_LLM, estimate_tokens, workflow_tools
+from agents.runtime.agentic import GREETING, NO_LLM, estimate_tokens
+from agents.runtime.builtins import workflow_tools
 from agents.runtime.ports import ToolDefinition, UpstreamError
 from tests.agents.test_runtime import LAUNCH, Session, collect, flow, messages, step, text
 from tests.fakes.llm_port import FakeLlm, call, calls, fails, say

@@ -16,7 +16,8 @@ from jsonschema import SchemaError
 from jsonschema.exceptions import best_match
 from jsonschema.validators import validator_for
 
-from agents.runtime.agentic import DEFAULT_HISTORY_TOKENS, as_json, history_within
+from agents.runtime.agentic import DEFAULT_HISTORY_TOKENS, history_within
+from agents.runtime.builtins import as_json
 from agents.runtime.steps.base import StepBuild, StepRun, StepType, Traces
 from agents.runtime.values import VARIABLE_NAME_RE, is_whole_number, json_value
 
