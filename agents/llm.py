@@ -3,7 +3,7 @@
 `llm_port(spec)` is a project's port, or None when no model is configured — `llm_missing(spec)` then says what to
 set. The endpoint is the operator's (`CONDUET_LLM_BASE_URL`, `CONDUET_LLM_API_KEY`, the default model name
 `CONDUET_LLM_MODEL`); the project's `model` picks the name, temperature and max tokens. It is configuration, not user
-input, so it does not pass the outbound guard of agents/tools.py (a model on localhost is a common set-up).
+input, so it does not pass the outbound guard of agents/outbound.py (a model on localhost is a common set-up).
 
 A call always streams. Each text delta is yielded as it arrives; tool-call deltas are assembled by their index (the
 id and name come in a call's first delta, its arguments in fragments, and parallel calls may interleave); the last

@@ -24,10 +24,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-# BUILT_IN_TOOLS and workflow_tools are re-exported for agents/runtime/spec.py, until it imports them from builtins.
-from agents.runtime.builtins import BUILT_IN_TOOLS as BUILT_IN_TOOLS
 from agents.runtime.builtins import BuiltIns, Tool, ToolRefused, as_json
-from agents.runtime.builtins import workflow_tools as workflow_tools
 from agents.runtime.ports import LlmResult, ToolCall, ToolDefinition
 from agents.runtime.types import Action, TraceType, trace
 from agents.runtime.values import VARIABLE_NAME_RE, json_value

@@ -14,7 +14,7 @@ offered."""
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
-from agents.runtime.agentic import BUILT_IN_TOOLS, workflow_tools
+from agents.runtime.builtins import BUILT_IN_TOOLS, workflow_tools
 from agents.runtime.matching import IntentIndex
 from agents.runtime.steps import STEP_TYPES, Step, StepBuild
 from agents.runtime.templates import Expression
