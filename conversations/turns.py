@@ -20,12 +20,12 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-from agents.llm import llm_missing
 from asgiref.sync import SyncToAsync
 from django.conf import settings
 from django.utils import timezone
 
 from agents.ids import new_id
+from agents.llm import llm_missing
 from agents.models import Project
 from agents.ports import ports_for
 from agents.runtime import Action, AgentSpec, run_turn
