@@ -79,14 +79,22 @@ def _conninfo() -> dict:
     return {k: v for k, v in params.items() if v not in (None, "")}
 
 
+def has_data(fd: int) -> bool:
+    """Whether the socket has something to read (or was closed by its peer), without waiting. `poll`, not
+    `select`: a process holding thousands of streams has descriptors past select's limit of 1,024, where `select`
+    raises."""
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    return bool(poller.poll(0))
+
+
 async def _check(conn) -> None:
     """The pool's check of a connection it hands out, without a round trip on the hot path: an idle connection
     whose socket is readable has heard from the server — after a restart, its goodbye and EOF — so only then is
     it pinged (and discarded by the pool if the ping fails)."""
     if conn.closed or conn.broken:
         raise OSError("connection closed")
-    readable, _, _ = select.select([conn.fileno()], [], [], 0)
-    if readable:
+    if has_data(conn.fileno()):
         from psycopg_pool import AsyncConnectionPool
 
         await AsyncConnectionPool.check_connection(conn)
