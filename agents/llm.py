@@ -30,6 +30,7 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import httpx2
 import openai
 from django.conf import settings
 
@@ -38,6 +39,7 @@ from agents.runtime.ports import LlmResult, ToolCall, UpstreamError
 
 CHARS_PER_TOKEN = 4  # for the estimate when a provider reports no usage
 CONNECT_TIMEOUT_SECONDS = 10.0
+KEEPALIVE_CONNECTIONS = 100  # idle connections kept for the next call, as the SDK's default
 NO_API_KEY = "not-needed"  # the SDK refuses an empty key; local servers ignore it
 _PROVIDER_MESSAGE_CHARS = 300
 _KEY_LIKE = re.compile(r"\bsk-[A-Za-z0-9*_\-]{4,}|\S*\*{4,}\S*")  # a key, or a masked one ("sk-proj-****abcd")
@@ -59,7 +61,8 @@ def llm_port(spec: AgentSpec) -> "ModelPort | None":
         return None
     return ModelPort(
         endpoint=Endpoint(settings.CONDUET_LLM_BASE_URL, settings.CONDUET_LLM_API_KEY or NO_API_KEY,
-                          settings.CONDUET_LLM_TIMEOUT_SECONDS, settings.CONDUET_LLM_MAX_RETRIES),
+                          settings.CONDUET_LLM_TIMEOUT_SECONDS, settings.CONDUET_LLM_MAX_RETRIES,
+                          settings.CONDUET_LLM_MAX_CONNECTIONS),
         model=_model_name(spec),
         temperature=spec.model.get("temperature"),
         max_tokens=spec.model.get("maxTokens"),
@@ -76,6 +79,7 @@ class Endpoint:
     api_key: str = field(repr=False)
     timeout: float
     max_retries: int
+    max_connections: int = 10_000  # streams open at once to the endpoint, per process (the SDK's default is 1,000)
 
 
 @dataclass(frozen=True)
@@ -251,5 +255,9 @@ def _client(endpoint: Endpoint) -> openai.AsyncOpenAI:
     if client is None:
         client = clients[endpoint] = openai.AsyncOpenAI(
             base_url=endpoint.base_url, api_key=endpoint.api_key, max_retries=endpoint.max_retries,
-            timeout=openai.Timeout(endpoint.timeout, connect=min(endpoint.timeout, CONNECT_TIMEOUT_SECONDS)))
+            timeout=openai.Timeout(endpoint.timeout, connect=min(endpoint.timeout, CONNECT_TIMEOUT_SECONDS)),
+            # Every streamed reply holds a connection for its whole length: the SDK's pool of 1,000 would make the
+            # 1,001st open stream of a process wait for a free one, and time out.
+            http_client=openai.DefaultAsyncHttpxClient(limits=httpx2.Limits(
+                max_connections=endpoint.max_connections, max_keepalive_connections=KEEPALIVE_CONNECTIONS)))
     return client

@@ -235,6 +235,8 @@ CONDUET_LLM_API_KEY = env_str("CONDUET_LLM_API_KEY")
 CONDUET_LLM_MODEL = env_str("CONDUET_LLM_MODEL")
 CONDUET_LLM_TIMEOUT_SECONDS = env_float("CONDUET_LLM_TIMEOUT_SECONDS", 60.0, minimum=1)  # per attempt; read gaps too
 CONDUET_LLM_MAX_RETRIES = env_int("CONDUET_LLM_MAX_RETRIES", 2, minimum=0)  # on 429, 5xx and connection errors
+# Connections to the model per process: each streamed reply holds one for its whole length.
+CONDUET_LLM_MAX_CONNECTIONS = env_int("CONDUET_LLM_MAX_CONNECTIONS", 10_000, minimum=1)
 # The agent loop (agents/runtime/agentic.py): tool rounds per turn, and the history's token budget.
 CONDUET_AGENT_MAX_TOOL_ROUNDS = env_int("CONDUET_AGENT_MAX_TOOL_ROUNDS", 8, minimum=1)
 CONDUET_AGENT_HISTORY_TOKENS = env_int("CONDUET_AGENT_HISTORY_TOKENS", 8000, minimum=100)

@@ -337,3 +337,25 @@ async def test_a_stop_while_waiting_for_the_first_token_closes_the_connection(mo
 
     assert model.requests[0].wait_ended(1.0) and model.requests[0].disconnected
     assert model.requests[0].first_content_at is None
+
+
+# --- connections
+
+async def test_open_streams_are_bounded_by_the_connection_setting_not_the_sdks_1000(model, settings):
+    """Each streamed reply holds a connection for its length; CONDUET_LLM_MAX_CONNECTIONS (default 10,000) is how
+    many a process may hold. With 2, a third stream starts only once one of the first two has ended."""
+    settings.CONDUET_LLM_MAX_CONNECTIONS = 2
+    model.script(*[Reply.tokens(5, pace=0.1) for _ in range(3)])
+    port = llm_port(spec())
+
+    async def one():
+        async for _item in port(HELLO):  # the whole reply: its connection is held until its end
+            pass
+
+    started = time.monotonic()
+    await asyncio.gather(one(), one(), one())
+
+    assert len(model.requests) == 3
+    starts = sorted(request.received_at for request in model.requests)
+    assert starts[2] - starts[0] >= 0.4  # the third waited for a whole 0.5 s reply to free its connection
+    assert time.monotonic() - started < 5
