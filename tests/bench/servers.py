@@ -39,9 +39,9 @@ def drop_database(url: str) -> None:
         connection.execute(f'DROP DATABASE IF EXISTS "{parts.path.lstrip("/")}" WITH (FORCE)')
 
 
-def prepare() -> str:
-    """Migrates the database Django is configured with, creates the demo project (rate limit out of the way),
-    publishes it, and returns a new server key for it."""
+def prepare(document: dict | None = None) -> str:
+    """Migrates the database Django is configured with, creates the demo project (or the project `document`
+    describes; its rate limit out of the way either way), publishes it, and returns a new server key for it."""
     import django
 
     django.setup()
@@ -53,10 +53,10 @@ def prepare() -> str:
 
     logging.getLogger("httpx").setLevel(logging.WARNING)  # Django's logging config would print every request
     call_command("migrate", interactive=False, verbosity=0)
-    document = copy.deepcopy(DEMO_PROJECT)
+    document = copy.deepcopy(DEMO_PROJECT if document is None else document)
     document.setdefault("settings", {})["rateLimit"] = {"perMinute": RATE_PER_MINUTE}
     workspace = workspace_create(name="Bench", slug="bench")
-    project = project_create(workspace=workspace, name=document["name"], document=document)
+    project = project_create(workspace=workspace, name=document.get("name", "Bench"), document=document)
     version_publish(project=project, name="bench")
     _row, key = project_api_key_create(project=project, name="bench")
     connections.close_all()
