@@ -122,7 +122,7 @@ async def credential_from_header_async(header: str | None) -> Credential | None:
         return None
     is_developer, prefix, digest = _parse_bearer(header)
     if is_developer:
-        return await sync_to_async(credential_from_header)(header)
+        return await sync_to_async(db.released(credential_from_header))(header)
     rows = await db.fetch(_KEY_SQL, [prefix])
     row = next((r for r in rows if hmac.compare_digest(r["digest"], digest)), None)
     if row is None:

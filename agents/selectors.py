@@ -10,6 +10,7 @@ from asgiref.sync import sync_to_async
 from agents.models import Project, ProjectVersion
 from agents.runtime import AgentSpec, DocumentError
 from agents.secrets import document_open
+from config import db
 from config.api.errors import ApiError, ErrorCode, NotFound
 
 logger = logging.getLogger(__name__)
@@ -109,5 +110,5 @@ async def agent_spec_aget(*, project: Project, version: str = DEVELOPMENT) -> tu
         if spec is not None:
             return spec, version_id
     if version == DEVELOPMENT and "document" in project.get_deferred_fields():
-        return await sync_to_async(_development_build)(project.id), DEVELOPMENT
-    return await sync_to_async(agent_spec_get)(project=project, version=version)
+        return await sync_to_async(db.released(_development_build))(project.id), DEVELOPMENT
+    return await sync_to_async(db.released(agent_spec_get))(project=project, version=version)

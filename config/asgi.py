@@ -1,6 +1,7 @@
 """ASGI entry point (daphne). HTTP goes to Django, with static files (admin, API docs) served by Django's own
 ASGI static handler, so a first run needs no web server in front; websockets (the live admin view) plug in here
 later."""
+import gc
 import os
 
 from django.core.asgi import get_asgi_application
@@ -16,3 +17,11 @@ from channels.routing import ProtocolTypeRouter  # noqa: E402  (needs the app re
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
 
 application = ProtocolTypeRouter({"http": ASGIStaticFilesHandler(django_asgi_app)})
+
+# A process holding a thousand open streams allocates steadily (every chunk is a few objects); with the default
+# thresholds its garbage collector ran full passes of 0.5–0.85 s that stalled the event loop, 30–45% of its time
+# (the streaming benchmark, tests/bench/llm.py). What was loaded at start-up (Django, the SDKs) is frozen out of
+# every collection, and the young generation is collected less often.
+gc.collect()
+gc.freeze()
+gc.set_threshold(50_000, 20, 100)

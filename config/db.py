@@ -162,16 +162,35 @@ _django_run_async = sync_to_async(_django_run, thread_sensitive=True)
 
 # --- the API
 
+def released(func):
+    """`func` for `sync_to_async`, giving its thread's Django connection back to the pool when it returns (on
+    PostgreSQL, outside a transaction). A turn's request lives as long as its turn — an LLM stream, minutes — and
+    Django closes a request thread's connection only when the response ends: without this, every open stream whose
+    request once read through the ORM (a spec cache miss, a developer token) pinned a pooled connection, and a
+    dozen slow turns starved the pool."""
+    @functools.wraps(func)
+    def run(*args, **kwargs):
+        try:
+            return func(*args, **kwargs)
+        finally:
+            connection = connections["default"]
+            if (connection.connection is not None and not connection.in_atomic_block
+                    and getattr(connection, "pool", None) is not None):
+                connection.close()
+
+    return run
+
+
 async def run(statements: Sequence[Statement], *, atomic: bool = False) -> list[list[dict]]:
     """Runs the statements on one connection (in one transaction if `atomic`); returns each one's rows.
 
-    Several statements are shielded: a request cancelled because its client left must not cancel a pipeline in
-    flight, which would leave it half-read on a pooled connection (and the next user of the connection reading
-    the wrong results). A single statement cancelled in flight makes psycopg close its connection, which the pool
-    then drops; callers for whom a half-known outcome matters (taking a lease) shield themselves."""
+    Every statement is shielded: a caller cancelled (its client left, its turn was stopped) must not cancel the
+    work in flight. A pipeline cancelled half-read would leave wrong results on a pooled connection for its next
+    user; and under many cancellations at once (the streaming benchmark: 1,000 open turns) psycopg_pool lost count
+    of its connections — it believed it held all 40 while none existed, and every later statement waited for the
+    pool timeout. Shielded, the statement runs to its end and returns its connection; the caller still gets its
+    `CancelledError` at once."""
     if _use_pool():
-        if len(statements) == 1:
-            return await _pool_run(statements, atomic)
         return await asyncio.shield(_pool_run(statements, atomic))
     return await _django_run_async(statements, atomic)  # a thread's statements run to their end anyway
 

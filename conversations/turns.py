@@ -256,6 +256,10 @@ class RunningTurn:
             watch_later.cancel()
             if self._watcher is not None:
                 self._watcher.cancel()
+        if self._watcher is not None:
+            # A renewal in flight (its statement is shielded) ends before the reply is stored and the lease freed,
+            # so it can never renew a lease this turn has already given back.
+            await asyncio.wait({self._watcher})
         try:
             await self._store(status)
         except Exception:

@@ -3,11 +3,13 @@ pipeline and formats as v1 interact, on `development` by default, for a develope
 project's workspace; the conversation belongs to `userId` (default `dev_<the token user's id>`)."""
 import dataclasses
 
+from asgiref.sync import sync_to_async
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers
 from rest_framework.views import APIView
 
 from agents.models import Project
+from config import db
 from config.api.endpoints import api_endpoint, json_body, json_response, per_user_rate_limit
 from config.api.errors import Forbidden, NotFound
 from config.api.schema import TRACE_LIST, error_responses
@@ -24,10 +26,14 @@ class ChatInputSerializer(InteractInputSerializer):
                                    help_text="The conversation's user; default `dev_<your user id>`")
 
 
+def _member_project(project_id: str, user) -> Project | None:
+    return Project.objects.filter(id=project_id, workspace__memberships__user=user).first()
+
+
 async def _chat_request(request, credential, project_id: str) -> TurnRequest:
     if credential.kind != "developer":
         raise Forbidden("The project chat needs a developer token (cdt_acc_…), not a project key.")
-    project = await Project.objects.filter(id=project_id, workspace__memberships__user=credential.user).afirst()
+    project = await sync_to_async(db.released(_member_project))(project_id, credential.user)
     if project is None:
         raise NotFound(f"Project {project_id} not found.")
     data = json_body(request)

@@ -6,6 +6,7 @@ from rest_framework.exceptions import ValidationError
 from agents.authentication import Credential, project_for_credential
 from agents.models import Project
 from agents.selectors import PRODUCTION, agent_spec_aget
+from config import db
 from config.api.errors import Forbidden
 from config.api.ratelimit import interact_rate_limit_hit
 from conversations.api.serializers import interact_input, validate_user_id
@@ -21,7 +22,8 @@ async def project_for_user_call(credential: Credential, request, user_id: str, *
     if credential.kind == "project":
         project = credential.project
     else:
-        project = await sync_to_async(project_for_credential)(credential, request.headers.get("X-Project-Id"))
+        project = await sync_to_async(db.released(project_for_credential))(
+            credential, request.headers.get("X-Project-Id"))
     if credential.is_widget:
         if not widget_allowed:
             raise Forbidden("A widget key may only interact and read state.")
