@@ -68,11 +68,16 @@ def daphne_process(*, env: dict[str, str], timeout: float = 30.0, log_path: Path
             time.sleep(0.1)
         yield base_url, process
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        process_stop(process)
         if log_path:
             log.close()
+
+
+def process_stop(process: subprocess.Popen, timeout: float = 10) -> None:
+    """SIGTERM, and SIGKILL if the process has not ended `timeout` s later."""
+    process.terminate()
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()

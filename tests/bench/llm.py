@@ -45,13 +45,10 @@ import math
 import os
 import re
 import resource
-import shutil
 import socket
 import subprocess
 import sys
-import tempfile
 import time
-import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -59,13 +56,13 @@ import httpx
 
 from tests.bench.servers import (
     ROOT,
+    bench_main,
     cpu_seconds,
-    create_database,
     daphne_group,
-    drop_database,
     prepare,
     server_env,
 )
+from tests.live import process_stop
 
 ADDED_P50_MS = 5.0  # target: what the server adds to the first token, p50
 STREAMS_TARGET, RSS_TARGET_MIB = 2000, 1024  # target: 2,000 open streams under 1 GiB with no error
@@ -530,12 +527,7 @@ def fake_process(args, log_dir: Path):
             time.sleep(0.1)
         yield process, port, tokens
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        process_stop(process)
 
 
 def part_streams(args, env: dict[str, str], key: str, log_dir: Path) -> Streams:
@@ -700,32 +692,7 @@ def run(args, database_url: str, log_dir: Path) -> int:
 
 
 def main() -> int:
-    args = parse_args()
-    admin_url = os.environ.get("DATABASE_URL", "")
-    if not admin_url.startswith(("postgres://", "postgresql://")):
-        print("The benchmark runs on PostgreSQL: set DATABASE_URL=postgres://… or use `bash .ci/bench llm`.")
-        return 2
-    database_url = create_database(admin_url)
-    os.environ.update({"DATABASE_URL": database_url, "DJANGO_SETTINGS_MODULE": "tests.bench.settings"})
-    log_dir = args.log_dir or Path(tempfile.mkdtemp(prefix="conduet-bench-llm-"))
-    log_dir.mkdir(parents=True, exist_ok=True)
-    code = 1
-    try:
-        code = run(args, database_url, log_dir)
-        return code
-    except Exception:
-        traceback.print_exc()
-        print(f"\nThe benchmark failed; logs: {log_dir}")
-        return code
-    finally:
-        if code == 0 and not args.log_dir:
-            shutil.rmtree(log_dir, ignore_errors=True)
-        if "django" in sys.modules:
-            from django.db import connections
-
-            connections.close_all()
-        drop_database(database_url)
-
+    return bench_main(run, parse_args(), prefix="conduet-bench-llm-", command="bash .ci/bench llm")
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -13,14 +13,11 @@ It is a report: the exit code is 0 whether the targets are met or not, and 1 onl
 server died, the load generator failed, or more than 1% of a measurement's responses were errors)."""
 import argparse
 import os
-import shutil
 import sys
-import tempfile
-import traceback
 from pathlib import Path
 
 from tests.bench.drivers import TARGETS, Load, Result, printable, run_python, run_wrk, wrk_available, wrk_command
-from tests.bench.servers import ServerGroup, create_database, daphne_group, drop_database, prepare, server_env
+from tests.bench.servers import ServerGroup, bench_main, daphne_group, prepare, server_env
 
 INTERACT_VS_BASELINE = 0.8  # at each concurrency
 P99_CONCURRENCY, P99_MS = 8, 50.0  # interact (JSON)
@@ -186,32 +183,7 @@ def run(args: argparse.Namespace, database_url: str, log_dir: Path) -> int:
 
 
 def main() -> int:
-    args = parse_args()
-    admin_url = os.environ.get("DATABASE_URL", "")
-    if not admin_url.startswith(("postgres://", "postgresql://")):
-        print("The benchmark runs on PostgreSQL: set DATABASE_URL=postgres://… or use `bash .ci/bench`.")
-        return 2
-    database_url = create_database(admin_url)
-    os.environ.update({"DATABASE_URL": database_url, "DJANGO_SETTINGS_MODULE": "tests.bench.settings"})
-    log_dir = args.log_dir or Path(tempfile.mkdtemp(prefix="conduet-bench-"))
-    log_dir.mkdir(parents=True, exist_ok=True)
-    code = 1
-    try:
-        code = run(args, database_url, log_dir)
-        return code
-    except Exception:
-        traceback.print_exc()
-        print(f"\nThe benchmark failed; daphne logs: {log_dir}")
-        return code
-    finally:
-        if code == 0 and not args.log_dir:
-            shutil.rmtree(log_dir, ignore_errors=True)
-        if "django" in sys.modules:
-            from django.db import connections
-
-            connections.close_all()
-        drop_database(database_url)
-
+    return bench_main(run, parse_args(), prefix="conduet-bench-", command="bash .ci/bench")
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -3,10 +3,13 @@ behind one port (one process, or several, as a load balancer would put them)."""
 import copy
 import logging
 import os
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
+import traceback
 import uuid
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
@@ -173,3 +176,32 @@ def daphne_group(*, env: dict[str, str], count: int = 1, shared_socket: bool = F
                 except subprocess.TimeoutExpired:
                     process.kill()
                     process.wait()
+
+
+def bench_main(run, args, *, prefix: str, command: str) -> int:
+    """What a benchmark does around `run(args, database_url, log_dir)`: a throwaway database on the server of
+    DATABASE_URL, a log directory (kept when the run failed, or when `--log-dir` named it), and the clean-up."""
+    admin_url = os.environ.get("DATABASE_URL", "")
+    if not admin_url.startswith(("postgres://", "postgresql://")):
+        print(f"The benchmark runs on PostgreSQL: set DATABASE_URL=postgres://… or use `{command}`.")
+        return 2
+    database_url = create_database(admin_url)
+    os.environ.update({"DATABASE_URL": database_url, "DJANGO_SETTINGS_MODULE": "tests.bench.settings"})
+    log_dir = args.log_dir or Path(tempfile.mkdtemp(prefix=prefix))
+    log_dir.mkdir(parents=True, exist_ok=True)
+    code = 1
+    try:
+        code = run(args, database_url, log_dir)
+        return code
+    except Exception:
+        traceback.print_exc()
+        print(f"\nThe benchmark failed; logs: {log_dir}")
+        return code
+    finally:
+        if code == 0 and not args.log_dir:
+            shutil.rmtree(log_dir, ignore_errors=True)
+        if "django" in sys.modules:
+            from django.db import connections
+
+            connections.close_all()
+        drop_database(database_url)
