@@ -109,9 +109,13 @@ async def stop_signal(turn_id: str) -> None:
         degraded("stop signal", exc)
 
 
-async def stop_signalled(turn_id: str) -> bool:
+async def stops_signalled(turn_ids: list[str]) -> set[str]:
+    """Which of these turns were asked to stop: one `MGET` for all the running turns of a process."""
     try:
-        return bool(await redis_client().exists(_stop_key(turn_id)))
+        values = await redis_client().mget([_stop_key(turn_id) for turn_id in turn_ids])
     except ERRORS as exc:
         degraded("stop signal", exc)
-        return False
+        return set()
+    return {turn_id for turn_id, value in zip(turn_ids, values, strict=True) if value is not None}
+
+

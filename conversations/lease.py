@@ -1,7 +1,7 @@
 """The lease on a conversation (DESIGN.md "Persistence rules"): the running turn's id and an expiry, written by one
 conditional statement, so two turns of one conversation never interleave and no transaction is held while a turn
-runs. The lease is short (`LEASE_SECONDS`) and the turn renews it while it runs (`lease_renew`, the heartbeat), so
-a turn whose process died frees its conversation within seconds.
+runs. The lease is short (`LEASE_SECONDS`) and the turn's process renews it while it runs (`leases_renew`, the
+heartbeat of all its running turns at once), so a turn whose process died frees its conversation within seconds.
 
 A lease belongs to a conversation id. The v1 API names a conversation by (project, userId) — the user's open one —
 and v2 by its id; `ConversationKey` says which. Taking a lease is one round trip: an `UPDATE … RETURNING` (or, for
@@ -177,13 +177,23 @@ async def lease_acquire(*, key: ConversationKey, token: str, platform: str = "ap
         delay = min(delay * 2, 0.05)
 
 
-async def lease_renew(*, conversation_id: str, token: str) -> tuple[bool, bool]:
-    """The heartbeat: pushes the expiry on if the lease is still ours. Returns (still ours, stop requested)."""
-    expires = timezone.now() + timedelta(seconds=lease_seconds())
-    row = await db.fetch_one(
-        f"UPDATE {CONVERSATION} SET lease_expires_at = %s WHERE id = %s AND lease_token = %s RETURNING stop_turn_id",
-        [db.when(expires), conversation_id, token])
-    return row is not None, bool(row and row["stop_turn_id"] == token)
+RENEW_BATCH = 1000  # leases renewed per statement (two parameters each)
+
+
+async def leases_renew(*, leases: list[tuple[str, str]]) -> dict[str, str | None]:
+    """The heartbeat of every running turn of a process at once: each (conversation id, token) whose lease is still
+    that token's gets its expiry pushed on — one statement per thousand turns, not one per turn. Returns
+    conversation id → `stop_turn_id` for the leases renewed; a pair missing from it lost its lease."""
+    expires = db.when(timezone.now() + timedelta(seconds=lease_seconds()))
+    renewed: dict[str, str | None] = {}
+    for start in range(0, len(leases), RENEW_BATCH):
+        batch = leases[start:start + RENEW_BATCH]
+        pairs = ", ".join(["(%s, %s)"] * len(batch))
+        rows = await db.fetch(
+            f"UPDATE {CONVERSATION} SET lease_expires_at = %s WHERE (id, lease_token) IN (VALUES {pairs}) "
+            f"RETURNING id, stop_turn_id", [expires, *(value for pair in batch for value in pair)])
+        renewed.update((row["id"], row["stop_turn_id"]) for row in rows)
+    return renewed
 
 
 STATE_ROW = "id, turn, status, version_id, state, created_at, updated_at"  # what the state endpoints show

@@ -9,7 +9,8 @@ v2 — runs a turn through `turn_start` and only formats the events it follows (
 that it runs to its end (bounded by the version's turn timeout) even if the client goes away. The task publishes
 every trace as an event to the followers in this process and, once the turn has run longer than
 CONDUET_EVENT_FLUSH_SECONDS, to the shared event log that a client resuming on another process reads
-(`conversations/events.py`). A watcher renews the lease while the turn runs and looks for a stop asked anywhere.
+(`conversations/events.py`). The process's watcher renews the leases of its running turns and looks for a stop
+asked anywhere, for all of them at once.
 Completion, failure, timeout, a stop and the loss of the lease all end in `_store`: the reply (with what was
 produced) and the conversation's new state are written in one transaction that also frees the lease."""
 import asyncio
@@ -17,6 +18,7 @@ import contextvars
 import logging
 import secrets
 import time
+import weakref
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -35,7 +37,7 @@ from config.api.errors import NotFound
 from config.api.sse import DONE
 from config.metrics import TURN_SECONDS, TURNS
 from conversations import events as event_log
-from conversations.lease import MESSAGE, ConversationKey, lease_acquire, lease_renew, release_statement
+from conversations.lease import MESSAGE, ConversationKey, lease_acquire, leases_renew, release_statement
 
 log = logging.getLogger("conduet.turns")
 
@@ -117,7 +119,6 @@ class RunningTurn:
         self._wake = asyncio.Event()
         self._stop_reason: str | None = None
         self._engine_running = False
-        self._watcher: asyncio.Task | None = None
         self._engine = None
         self._flushed = 0  # events[:_flushed] are in the shared log (or were tried)
         self._flush_handle: asyncio.TimerHandle | None = None
@@ -223,13 +224,13 @@ class RunningTurn:
     async def _run(self) -> None:
         """The turn's task, from the lease to the stored reply. A stop cancels this task while the engine runs:
         the cancellation is caught here (and taken back with `uncancel`), so that what was produced is stored like
-        any other ending. The watcher starts only if the turn is still running after its first interval: a fast
-        turn costs it nothing."""
+        any other ending. The turn joins the process's watcher only if it is still running after the first poll
+        interval: a fast turn costs it nothing."""
         if not await self._lease():
             return
         timeout = self.request.spec.turn_timeout_seconds or settings.CONDUET_TURN_TIMEOUT_SECONDS
         loop = asyncio.get_running_loop()
-        watch_later = loop.call_later(settings.CONDUET_STOP_POLL_SECONDS, self._start_watch)
+        watch_later = loop.call_later(settings.CONDUET_STOP_POLL_SECONDS, self._join_watch)
         status, shutting_down = COMPLETE, False
         self._engine_running = True
         try:
@@ -254,12 +255,7 @@ class RunningTurn:
         finally:
             self._engine_running = False
             watch_later.cancel()
-            if self._watcher is not None:
-                self._watcher.cancel()
-        if self._watcher is not None:
-            # A renewal in flight (its statement is shielded) ends before the reply is stored and the lease freed,
-            # so it can never renew a lease this turn has already given back.
-            await asyncio.wait({self._watcher})
+            _watcher().leave(self)
         try:
             await self._store(status)
         except Exception:
@@ -272,36 +268,9 @@ class RunningTurn:
         if shutting_down:
             raise asyncio.CancelledError
 
-    def _start_watch(self) -> None:
+    def _join_watch(self) -> None:
         if self._engine_running:
-            self._watcher = asyncio.create_task(self._watch())
-
-    async def _watch(self) -> None:
-        """The heartbeat (renews the lease every third of its life) and the stop check (every poll)."""
-        conversation_id, beat = self.conversation["id"], settings.CONDUET_LEASE_SECONDS / 3
-        last_beat = time.monotonic()
-        first = True
-        while True:
-            if not first:
-                await asyncio.sleep(min(settings.CONDUET_STOP_POLL_SECONDS, beat))
-            first = False
-            stop = False
-            try:
-                if time.monotonic() - last_beat >= beat:
-                    ours, stop = await lease_renew(conversation_id=conversation_id, token=self.id)
-                    last_beat = time.monotonic()
-                    if not ours:
-                        log.warning("Turn %s lost its lease (it ran past it); stopping it", self.id)
-                        self.stop("lease lost")
-                        return
-                if not stop:
-                    stop = await _stop_asked(conversation_id, self.id)
-            except Exception:  # the database is away for a moment: keep running, the lease says how long
-                log.warning("Turn %s could not renew its lease", self.id, exc_info=True)
-                continue
-            if stop:
-                self.stop("stopped")
-                return
+            _watcher().join(self)
 
     async def _store(self, status: str) -> None:
         """The reply (what was produced) and, for a complete turn, the new state — one transaction that frees the
@@ -375,11 +344,83 @@ def _cost(engine) -> dict:
     }
 
 
-async def _stop_asked(conversation_id: str, turn_id: str) -> bool:
-    if event_log.redis_configured():
-        return await event_log.stop_signalled(turn_id)
-    row = await db.fetch_one("SELECT stop_turn_id FROM conversations_conversation WHERE id = %s", [conversation_id])
-    return bool(row and row["stop_turn_id"] == turn_id)
+class _Watcher:
+    """The one watcher of a process (of its event loop) for every turn running longer than a poll interval: each
+    poll it looks for the stops asked of all of them at once (one Redis `MGET`, or one SELECT), and each beat — a
+    third of the lease — renews all their leases in one statement. Its work per interval does not grow with the
+    number of running turns (a per-turn watcher cost 4,000 Redis calls a second at 1,000 open streams)."""
+
+    def __init__(self):
+        self.turns: dict[str, RunningTurn] = {}
+        self.task: asyncio.Task | None = None
+
+    def join(self, turn: "RunningTurn") -> None:
+        self.turns[turn.id] = turn
+        if self.task is None or self.task.done():
+            self.task = asyncio.create_task(self._run(), name="turn-watcher", context=_outliving_context())
+
+    def leave(self, turn: "RunningTurn") -> None:
+        self.turns.pop(turn.id, None)
+
+    def _running(self) -> list["RunningTurn"]:
+        return [turn for turn in self.turns.values() if turn._engine_running]
+
+    async def _run(self) -> None:
+        beat = settings.CONDUET_LEASE_SECONDS / 3
+        last_beat = time.monotonic()
+        first = True
+        while self.turns:
+            if not first:
+                await asyncio.sleep(min(settings.CONDUET_STOP_POLL_SECONDS, beat))
+            first = False
+            try:
+                if time.monotonic() - last_beat >= beat:
+                    last_beat = time.monotonic()
+                    await self._renew()
+                await self._look_for_stops()
+            except Exception:  # the database is away for a moment: keep running, the leases say how long
+                log.warning("Could not renew the leases of %d running turns", len(self.turns), exc_info=True)
+
+    async def _renew(self) -> None:
+        turns = self._running()
+        if not turns:
+            return
+        renewed = await leases_renew(leases=[(turn.conversation["id"], turn.id) for turn in turns])
+        asked = {turn.id for turn in turns}
+        for turn in self._running():  # the turns still running once the statement is back
+            if turn.id not in asked:
+                continue
+            if turn.conversation["id"] not in renewed:
+                log.warning("Turn %s lost its lease (it ran past it); stopping it", turn.id)
+                turn.stop("lease lost")
+            elif renewed[turn.conversation["id"]] == turn.id:
+                turn.stop("stopped")
+
+    async def _look_for_stops(self) -> None:
+        turns = self._running()
+        if not turns:
+            return
+        if event_log.redis_configured():
+            stopped = await event_log.stops_signalled([turn.id for turn in turns])
+        else:
+            marks = ", ".join(["%s"] * len(turns))
+            rows = await db.fetch(f"SELECT stop_turn_id FROM conversations_conversation WHERE id IN ({marks}) "
+                                  f"AND stop_turn_id IS NOT NULL", [turn.conversation["id"] for turn in turns])
+            stopped = {row["stop_turn_id"] for row in rows}
+        for turn in turns:
+            if turn.id in stopped:
+                turn.stop("stopped")
+
+
+_watchers: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Watcher]" = weakref.WeakKeyDictionary()
+
+
+def _watcher() -> _Watcher:
+    loop = asyncio.get_running_loop()
+    watcher = _watchers.get(loop)
+    if watcher is None:
+        watcher = _watchers[loop] = _Watcher()
+    return watcher
 
 
 def _outliving_context() -> contextvars.Context:

@@ -192,3 +192,23 @@ def test_stop_of_a_turn_whose_process_does_not_answer_is_202(demo_project, serve
     assert response.status_code == 202
     assert response.json() == {"turnId": dead, "status": "stopping", "traces": []}
     assert Conversation.objects.get().stop_turn_id == dead
+
+
+def test_one_statement_renews_every_lease_still_held_and_reports_stops(demo_project):
+    """The process's watcher renews all its turns' leases at once: a lease taken over by another token is not
+    renewed (that turn lost it), and a stop asked on the row comes back with the renewal."""
+    from conversations.lease import leases_renew
+
+    tokens = {user: f"turn_{n:020d}" for n, user in enumerate(["ann", "bob", "cat"])}
+    ids = {}
+    for user, token in tokens.items():
+        ids[user] = async_to_sync(lease_acquire)(key=ConversationKey(project_id=demo_project.id, user_id=user),
+                                                 token=token)["id"]
+    Conversation.objects.filter(id=ids["bob"]).update(lease_token="turn_" + "9" * 20)  # taken over
+    Conversation.objects.filter(id=ids["cat"]).update(stop_turn_id=tokens["cat"])  # a stop was asked
+    before = Conversation.objects.get(id=ids["ann"]).lease_expires_at
+
+    renewed = async_to_sync(leases_renew)(leases=[(ids[user], tokens[user]) for user in tokens])
+
+    assert renewed == {ids["ann"]: None, ids["cat"]: tokens["cat"]}
+    assert Conversation.objects.get(id=ids["ann"]).lease_expires_at > before
