@@ -191,8 +191,15 @@ async def run(statements: Sequence[Statement], *, atomic: bool = False) -> list[
     pool timeout. Shielded, the statement runs to its end and returns its connection; the caller still gets its
     `CancelledError` at once."""
     if _use_pool():
-        return await asyncio.shield(_pool_run(statements, atomic))
+        work = asyncio.ensure_future(_pool_run(statements, atomic))
+        work.add_done_callback(_retrieved)  # its caller may be gone: its failure is the caller's, not a stray log
+        return await asyncio.shield(work)
     return await _django_run_async(statements, atomic)  # a thread's statements run to their end anyway
+
+
+def _retrieved(work: asyncio.Future) -> None:
+    if not work.cancelled():
+        work.exception()
 
 
 async def fetch(sql: str, params: Sequence = ()) -> list[dict]:
