@@ -152,8 +152,7 @@ def document_seal(document: Mapping, previous: Mapping | None = None) -> dict:
 
     sealed = _each_value(document, seal)
     if errors:
-        first = next(iter(errors.items()))
-        raise DocumentError(f"Invalid project document: {first[0]}: {first[1][0]}", errors)
+        raise DocumentError.listing(errors)
     return sealed
 
 
@@ -182,8 +181,7 @@ def document_open(document: Mapping) -> dict:
 
     opened = _each_value(document, open_)
     if errors:
-        first = next(iter(errors.items()))
-        raise DocumentError(f"Invalid project document: {first[0]}: {first[1][0]}", errors)
+        raise DocumentError.listing(errors)
     return opened
 
 

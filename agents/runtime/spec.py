@@ -134,8 +134,7 @@ class _Builder:
         phases = self.phases(self.part("phases", list, []))
         harness = self.harness(self.part("behaviourConfig", dict, {}))
         if self.errors:
-            first = next(iter(self.errors.items()))
-            raise DocumentError(f"Invalid project document: {first[0]}: {first[1][0]}", self.errors)
+            raise DocumentError.listing(self.errors)
         intents = IntentIndex(
             (workflow.id, utterance) for workflow in workflows.values() for utterance in workflow.intents
         )

@@ -38,3 +38,9 @@ class DocumentError(ValueError):
         super().__init__(message)
         self.message = message
         self.details = details or {}
+
+    @classmethod
+    def listing(cls, details: dict[str, list[str]]) -> "DocumentError":
+        """The error of a document with these problems (location → messages), its message naming the first."""
+        where, messages = next(iter(details.items()))
+        return cls(f"Invalid project document: {where}: {messages[0]}", details)
