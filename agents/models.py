@@ -170,3 +170,6 @@ class DeveloperToken(KeyBase):
 
     def __str__(self) -> str:
         return f"cdt_acc_{self.prefix}… ({self.user})"
+
+
+from agents.knowledge.models import KnowledgeChunk, KnowledgeDocument  # noqa: E402,F401  (the app's models)

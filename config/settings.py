@@ -69,6 +69,8 @@ INSTALLED_APPS = [
     "agents",
     "conversations",
     "files",
+    "django_tasks",
+    "django_tasks_db",
 ]
 
 # Django's own, but those only the admin's pages need run for /admin only (config/middleware.py).
@@ -245,6 +247,28 @@ CONDUET_AGENT_HISTORY_TOKENS = env_int("CONDUET_AGENT_HISTORY_TOKENS", 8000, min
 CONDUET_SECRET_KEYS = env_list("CONDUET_SECRET_KEYS", [])
 CONDUET_MCP_CACHE_SECONDS = env_int("CONDUET_MCP_CACHE_SECONDS", 300, minimum=0)  # how long an MCP tool list is kept
 CONDUET_OUTBOUND_ALLOWLIST = env_list("CONDUET_OUTBOUND_ALLOWLIST", [])
+
+# --- Knowledge base (agents/knowledge/). Documents are processed off the request path by `manage.py worker`
+# (django-tasks' database backend: the same queue on SQLite and PostgreSQL).
+TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend"}}
+MEDIA_ROOT = Path(env_str("CONDUET_MEDIA_ROOT", str(BASE_DIR / "media")))
+# Uploads (and fetched pages) larger than this are refused: 413 for an upload, `failed` for a URL.
+CONDUET_KB_MAX_DOCUMENT_BYTES = env_int("CONDUET_KB_MAX_DOCUMENT_BYTES", 20 * 1024 * 1024, minimum=1024)
+CONDUET_KB_FETCH_TIMEOUT_SECONDS = env_float("CONDUET_KB_FETCH_TIMEOUT_SECONDS", 20.0, minimum=1)
+# Chunks are about this many words, and each repeats the last words of the one before it.
+CONDUET_KB_CHUNK_WORDS = env_int("CONDUET_KB_CHUNK_WORDS", 180, minimum=20)
+CONDUET_KB_CHUNK_OVERLAP_WORDS = env_int("CONDUET_KB_CHUNK_OVERLAP_WORDS", 30, minimum=0)
+# A document being processed holds a lease renewed at each stage; a worker that died leaves it to be taken up
+# again by any worker once the lease has run out.
+CONDUET_KB_LEASE_SECONDS = env_int("CONDUET_KB_LEASE_SECONDS", 120, minimum=1)
+CONDUET_KB_MAX_ATTEMPTS = env_int("CONDUET_KB_MAX_ATTEMPTS", 3, minimum=1)
+# Embeddings: any OpenAI-compatible /embeddings endpoint. No base URL: the knowledge base is lexical only.
+CONDUET_EMBEDDINGS_BASE_URL = env_str("CONDUET_EMBEDDINGS_BASE_URL")
+CONDUET_EMBEDDINGS_API_KEY = env_str("CONDUET_EMBEDDINGS_API_KEY")
+CONDUET_EMBEDDINGS_MODEL = env_str("CONDUET_EMBEDDINGS_MODEL", "text-embedding-3-small")
+CONDUET_EMBEDDINGS_BATCH_SIZE = env_int("CONDUET_EMBEDDINGS_BATCH_SIZE", 64, minimum=1)
+CONDUET_EMBEDDINGS_TIMEOUT_SECONDS = env_float("CONDUET_EMBEDDINGS_TIMEOUT_SECONDS", 30.0, minimum=1)
+CONDUET_EMBEDDINGS_MAX_RETRIES = env_int("CONDUET_EMBEDDINGS_MAX_RETRIES", 3, minimum=0)
 
 LOGGING = {
     "version": 1,

@@ -13,6 +13,12 @@ pytest_plugins = ["tests.fakes.tool_server", "tests.fakes.llm_server", "tests.fa
 
 
 @pytest.fixture(autouse=True)
+def _media_root(settings, tmp_path):
+    """Stored bytes (knowledge-base uploads, later conversation files) go to a directory of the test's own."""
+    settings.MEDIA_ROOT = tmp_path / "media"
+
+
+@pytest.fixture(autouse=True)
 def _django_connection_for_turns(settings):
     """In-process tests run the turn's SQL on Django's connection, inside the test's transaction (config/db.py);
     the daphne processes that the `server` tests start use psycopg's async pool on PostgreSQL, as production does."""
