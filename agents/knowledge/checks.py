@@ -1,0 +1,1 @@
+"""System checks of the knowledge base (filled in below)."""
