@@ -29,7 +29,7 @@ from django.utils import timezone
 from agents.ids import new_id
 from agents.llm import llm_missing
 from agents.models import Project
-from agents.ports import ports_for
+from agents.ports import aports_for
 from agents.runtime import Action, AgentSpec, run_turn
 from agents.runtime.ports import UpstreamError
 from config import db
@@ -189,7 +189,7 @@ class RunningTurn:
     async def _drive(self) -> None:
         request, conversation = self.request, self.conversation
         self._engine = run_turn(
-            request.spec, engine_state(conversation), request.action, ports=ports_for(request.spec),
+            request.spec, engine_state(conversation), request.action, ports=await aports_for(request.spec),
             context={"user_id": conversation["user_id"], "platform": conversation["platform"],
                      "timestamp": timezone.now().isoformat(), "turn": conversation["turn"] + 1,
                      "llm_missing": llm_missing(request.spec),

@@ -26,11 +26,12 @@ if TYPE_CHECKING:  # this module imports nothing of the engine: the engine impor
 
 WORKFLOW_PREFIX = "workflow_"
 _UNSAFE_NAME = re.compile(r"[^A-Za-z0-9_-]")
+KNOWLEDGE_HITS = 5  # passages a knowledge_search call returns
 BUILT_IN_TOOLS = ("set_variable", "handoff", "end_conversation", "knowledge_search", "query_data")
 _BUILT_IN_NOTES = {  # the system prompt's line on the built-ins offered
     "set_variable": "set_variable records what you learn ({variables})",
     "handoff": "handoff passes the conversation to a person", "end_conversation": "end_conversation ends it",
-    "knowledge_search": "knowledge_search searches the knowledge base",
+    "knowledge_search": "knowledge_search searches the knowledge base (answer from its passages, not from memory)",
     "query_data": "query_data runs SQL over the conversation's data frames"}
 _TYPES = {"string": lambda v: isinstance(v, str), "boolean": lambda v: isinstance(v, bool),
           "integer": lambda v: is_whole_number(v) or (isinstance(v, float) and v.is_integer()),
@@ -94,8 +95,12 @@ class BuiltIns:
         definitions.append(ToolDefinition("end_conversation", "End the conversation (when the user is done).",
                                           _object({})))
         if ports.knowledge is not None:
-            definitions.append(ToolDefinition("knowledge_search", "Search the knowledge base; returns passages.",
-                                              _object({"query": {"type": "string"}}, ("query",))))
+            definitions.append(ToolDefinition(
+                "knowledge_search", "Search the project's knowledge base (its help-centre documents). Returns the "
+                "best passages, each with its document, headings and a relevance score (higher is more relevant); "
+                "use only those that answer the question.",
+                _object({"query": {"type": "string", "description": "what to look for, in the user's terms"}},
+                        ("query",))))
         if ports.data is not None:
             definitions.append(ToolDefinition("query_data", "Run SQL over the conversation's data frames into a new "
                                               "frame.", _object({"sql": {"type": "string"}, "name": {"type": "string"}},
@@ -129,14 +134,20 @@ class BuiltIns:
             self.pending.append(trace(TraceType.END))
             return {"ok": True}
         if name == "knowledge_search":
-            hits = await turn.ports.knowledge(str(args.get("query") or turn.user_text or ""))
-            self.sources += [{key: hit.get(key) for key in ("documentId", "documentName", "chunkId", "score")}
-                             for hit in hits[:5]]
-            return [{"text": hit.get("text"), "documentName": hit.get("documentName"), "score": hit.get("score")}
-                    for hit in hits[:5]]
+            return await self.knowledge_search(str(args.get("query") or turn.user_text or ""))
         frame = await turn.ports.data(str(args.get("sql") or ""), name=str(args.get("name") or "result"))
         self.pending.append(trace(TraceType.DATA_FRAME, **frame))
         return frame
+
+    async def knowledge_search(self, query: str) -> list[dict]:
+        """The top hits whatever their relevance (the model judges them, by their scores), each kept as a source
+        that the `knowledge` trace after the answer cites."""
+        hits = (await self.turn.ports.knowledge(query, answerable=False))[:KNOWLEDGE_HITS]
+        known = {source["chunkId"] for source in self.sources}
+        self.sources += [{key: hit.get(key) for key in ("documentId", "documentName", "chunkId", "score")}
+                         for hit in hits if hit.get("chunkId") not in known]
+        return [{"text": hit.get("text"), "documentName": hit.get("documentName"),
+                 "headingPath": hit.get("headingPath") or [], "score": hit.get("score")} for hit in hits]
 
     def set_variable(self, args: dict) -> dict:
         name, declared = args.get("name"), self.spec.variable_types

@@ -6,8 +6,9 @@ outside world only through `Ports` (an LLM, the knowledge base, tools, data fram
 With no ports it runs workflows, intent matching and the fallback message.
 
 Routing when no step waits for the user: a workflow whose intent matches → else, with a model, the agent loop
-(`agentic.py`, for both frameworks) → else a knowledge answer → else the fallback message. An agentic project with
-no model says (as a debug warning) what to configure.
+(`agentic.py`, for both frameworks; it has the `knowledge_search` tool) → else the knowledge base's best passage,
+quoted with its source, when a hit clears the answer threshold (`steps/kb.py`) → else the fallback message. An
+agentic project with no model says (as a debug warning) what to configure.
 
 It is async so that a turn waiting on a model or a tool costs a coroutine, not a thread. A port call is a plain
 `await` on the turn's own task, and the walker yields to the event loop between steps, so cancelling that task (a
@@ -24,7 +25,7 @@ from agents.runtime import agentic
 from agents.runtime.ports import LlmResult, Ports, UpstreamError
 from agents.runtime.spec import AgentSpec
 from agents.runtime.steps import STEP_TYPES, Step, StepRun, Traces
-from agents.runtime.steps.kb import knowledge_answer
+from agents.runtime.steps.kb import knowledge_reply
 from agents.runtime.templates import Expression, RenderError, Template
 from agents.runtime.types import Action, TraceType, trace
 
@@ -243,23 +244,29 @@ class Turn:
             async for item in self._agent(content):
                 yield item
             return
-        hits = await self.ports.knowledge(text) if self.ports.knowledge and text else []
-        if hits:
-            for item in knowledge_answer(self, hits):
-                yield item
-            return
-        yield self.say(self.spec.fallback_message)
+        async for item in self._knowledge_or_fallback(text):
+            yield item
 
     async def _agent(self, content: str | None) -> Traces:
         """The agent loop on the user's words (None: the user just opened the conversation)."""
         if self.ports.llm is None:  # an agentic project with no model: say what to set, answer what we can
             yield self.debug_trace("warn", self.context.get("llm_missing") or agentic.NO_LLM)
-            hits = await self.ports.knowledge(content) if self.ports.knowledge and content else []
-            for item in knowledge_answer(self, hits) if hits else [self.say(self.spec.fallback_message)]:
+            async for item in self._knowledge_or_fallback(content):
                 yield item
             return
         async for item in agentic.agent_reply(self, content):
             yield item
+
+    async def _knowledge_or_fallback(self, text: str | None) -> Traces:
+        """No model: the knowledge base's best passage, quoted with its source, when a hit clears the answer
+        threshold (`Ports.knowledge`'s default); else the fallback message."""
+        hits = await self.ports.knowledge(text) if self.ports.knowledge and text else []
+        if hits:
+            yield self.debug_trace("info", f"Answering from the knowledge base ({hits[0].get('documentName')})")
+            async for item in knowledge_reply(self, text, hits):
+                yield item
+            return
+        yield self.say(self.spec.fallback_message)
 
     # --- walking the graph
 

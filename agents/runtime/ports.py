@@ -63,8 +63,13 @@ class Ports:
       `LlmResult`. `json_output` asks for a JSON object reply (extraction). It raises `UpstreamError` when the
       provider fails after retries. The engine closes it (`aclose`) when the turn stops early, which closes the
       upstream HTTP stream.
-    - `knowledge(question: str) -> Awaitable[list[dict]]`: hits `{"text", "documentId", "documentName", "chunkId",
-      "score"}`, best first.
+    - `knowledge(question: str, *, answerable: bool = True) -> Awaitable[list[dict]]`: passages of the project's
+      knowledge base, best first, each `{"text", "documentId", "documentName", "chunkId", "score", "headingPath"}`
+      (`chunkId` is `chk_<id>`, `headingPath` the headings above the passage). With `answerable` (the default) only
+      the hits good enough to answer with when no model judges them — the search's answer threshold: the `kb` step
+      and the no-model fallback answer with these, and an empty list means "the knowledge base has no answer".
+      `answerable=False` gives the top hits whatever their relevance, with their scores, for a model to judge (the
+      `knowledge_search` tool). The turn service offers this port only to a project with a ready document.
     - `tools(name: str, args: dict) -> Awaitable[Any]`: calls one of the project's tools (an HTTP tool by id, an
       MCP tool by its prefixed name) and returns its JSON result; raises on failure (the message says why; it
       never contains the tool's secrets).

@@ -205,13 +205,18 @@ async def test_a_workflow_tool_that_waits_ends_the_loop_and_the_next_turn_answer
 
 
 async def test_knowledge_search_is_offered_with_a_knowledge_port_and_its_sources_cited():
-    async def knowledge(question):
+    asked = []
+
+    async def knowledge(question, *, answerable=True):
+        asked.append((question, answerable))
         return [{"text": "Returns within 30 days.", "documentId": "d1", "documentName": "Policy", "chunkId": "c1",
-                 "score": 0.8}]
+                 "score": 0.8, "headingPath": ["Returns"]}]
 
     llm = FakeLlm(calls(call("knowledge_search", {"query": "returns"})), say("You have 30 days."))
     _, traces = await run(agentic(), text("can I return it?"), ports=Ports(llm=llm, knowledge=knowledge))
-    assert json.loads(tool_messages(llm)[0]["content"])[0]["text"] == "Returns within 30 days."
+    assert asked == [("returns", False)]  # the top hits, scored: the model judges them, not the answer threshold
+    assert json.loads(tool_messages(llm)[0]["content"]) == [
+        {"text": "Returns within 30 days.", "documentName": "Policy", "headingPath": ["Returns"], "score": 0.8}]
     assert traces[-1] == {"type": "knowledge", "payload": {"sources": [
         {"documentId": "d1", "documentName": "Policy", "chunkId": "c1", "score": 0.8}]}}
 

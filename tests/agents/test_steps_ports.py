@@ -12,7 +12,7 @@ async def test_ports_power_ai_kb_and_api_steps():
         calls.append((name, args))
         return {"account": {"balance": 42}}
 
-    llm = FakeLlm(say("Your balance ", "is 42."))
+    llm = FakeLlm(say("Your balance ", "is 42."), say("We ship ", "worldwide [1]."))
 
     async def knowledge(question):
         return [{"text": "We ship worldwide.", "documentId": "d1", "documentName": "FAQ", "chunkId": "c1",
@@ -27,9 +27,11 @@ async def test_ports_power_ai_kb_and_api_steps():
     traces = await collect(turn)
     assert calls == [("lookup", {"email": "a@b.co"})]
     assert llm.calls[0]["messages"][-1] == {"role": "user", "content": "Explain the balance 42."}
-    assert [t["type"] for t in traces] == ["completion-start", "text", "text", "text", "knowledge"]
-    assert turn.reply_text == "Your balance is 42.\nWe ship worldwide."
-    assert [record["model"] for record in turn.llm_calls] == ["fake-model"]
+    assert [t["type"] for t in traces] == ["completion-start", "text", "text", "completion-start", "text", "text",
+                                           "knowledge"]
+    assert turn.reply_text == "Your balance is 42.\nWe ship worldwide [1]."
+    assert "[1] \"FAQ\"\nWe ship worldwide." in llm.calls[1]["messages"][-1]["content"]  # the kb step's grounding
+    assert [record["model"] for record in turn.llm_calls] == ["fake-model", "fake-model"]
     assert traces[-1]["payload"]["sources"][0]["documentName"] == "FAQ"
     [record] = turn.tool_calls  # the api step's call is kept on the reply, as the agent loop's are
     assert (record["tool"], record["arguments"], record["status"]) == ("lookup", {"email": "a@b.co"}, "ok")
