@@ -51,12 +51,17 @@ def kind_for_upload(*, name: str, content_type: str | None, head: bytes) -> str 
     suffix = PurePosixPath((name or "").replace("\\", "/")).suffix.lower()
     if suffix in _EXTENSIONS:
         return _EXTENSIONS[suffix]
-    declared = (content_type or "").split(";")[0].strip().lower()
-    if declared in _CONTENT_TYPES:
-        return _CONTENT_TYPES[declared]
+    declared = kind_for_content_type(content_type)
+    if declared:
+        return declared
     if head.startswith(b"PK\x03\x04") and b"word/" in head:
         return "docx"
     return None
+
+
+def kind_for_content_type(content_type: str | None) -> str | None:
+    """The kind of a document served with `content_type` (parameters ignored), or None."""
+    return _CONTENT_TYPES.get((content_type or "").split(";")[0].strip().lower())
 
 
 def extract(*, kind: str, data: bytes, name: str) -> Extracted:
