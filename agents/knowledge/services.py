@@ -11,6 +11,7 @@ import hashlib
 import logging
 import math
 import posixpath
+import re
 from datetime import timedelta
 from urllib.parse import urlsplit
 
@@ -31,7 +32,8 @@ log = logging.getLogger("conduet.knowledge")
 MAX_NAME = 300
 MAX_URL = 2048
 MAX_METADATA_KEYS = 32
-MAX_METADATA_KEY = 64
+# The keys search filters accept (search.filters_clean): a metadata key is always filterable.
+METADATA_KEY_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\- ]{0,63}")
 MAX_METADATA_TEXT = 500
 HEAD_BYTES = 4096  # what kind_for_upload sniffs
 # A document created but never taken (its task lost with a queue that was cleared, say) is enqueued again after this.
@@ -66,8 +68,8 @@ def document_metadata_clean(metadata) -> dict:
     if len(metadata) > MAX_METADATA_KEYS:
         raise _bad("metadata", f"At most {MAX_METADATA_KEYS} keys.")
     for key, value in metadata.items():
-        if not key or len(key) > MAX_METADATA_KEY:
-            raise _bad("metadata", f"Keys are 1 to {MAX_METADATA_KEY} characters.")
+        if not METADATA_KEY_RE.fullmatch(key):
+            raise _bad("metadata", f"{key!r} is not a valid key: 1 to 64 letters, digits, '_', '-', '.' or spaces.")
         if isinstance(value, str):
             if len(value) > MAX_METADATA_TEXT:
                 raise _bad("metadata", f"{key}: text values are at most {MAX_METADATA_TEXT} characters.")
@@ -225,28 +227,43 @@ def _lease_seconds() -> timedelta:
     return timedelta(seconds=settings.CONDUET_KB_LEASE_SECONDS)
 
 
-def _lease_take(document_id: str):
-    """The new lease's expiry if we took the document, else None (ready, failed, deleted, or leased elsewhere)."""
-    now = timezone.now()
-    until = now + _lease_seconds()
-    taken = (KnowledgeDocument.objects
-             .filter(Q(lease_until__isnull=True) | Q(lease_until__lte=now), id=document_id, status=Status.PROCESSING)
-             .update(lease_until=until, attempts=F("attempts") + 1, updated_at=now))
-    return until if taken else None
+class _Lease:
+    """A worker's hold on one document. `until` is both the expiry and the token: each write is conditional on the
+    row still carrying it, so a worker whose lease ran out and was taken over writes nothing."""
 
+    def __init__(self, document_id: str, until):
+        self.document_id, self.until = document_id, until
 
-def _lease_renew(document_id: str, until):
-    renewed = timezone.now() + _lease_seconds()
-    if not KnowledgeDocument.objects.filter(id=document_id, status=Status.PROCESSING, lease_until=until).update(
-            lease_until=renewed):
-        raise _LeaseLost
-    return renewed
+    @classmethod
+    def take(cls, document_id: str) -> "_Lease | None":
+        """The lease if we took the document, else None (ready, failed, deleted, or leased by a live worker)."""
+        now = timezone.now()
+        until = now + _lease_seconds()
+        taken = (KnowledgeDocument.objects
+                 .filter(Q(lease_until__isnull=True) | Q(lease_until__lte=now), id=document_id,
+                         status=Status.PROCESSING)
+                 .update(lease_until=until, attempts=F("attempts") + 1, updated_at=now))
+        return cls(document_id, until) if taken else None
 
+    def _ours(self):
+        return KnowledgeDocument.objects.filter(id=self.document_id, status=Status.PROCESSING, lease_until=self.until)
 
-def _finish(document_id: str, until, **fields) -> bool:
-    """Writes the outcome if the lease is still ours."""
-    return bool(KnowledgeDocument.objects.filter(id=document_id, status=Status.PROCESSING, lease_until=until)
-                .update(updated_at=timezone.now(), **fields))
+    def renew(self) -> None:
+        renewed = timezone.now() + _lease_seconds()
+        if not self._ours().update(lease_until=renewed):
+            raise _LeaseLost
+        self.until = renewed
+
+    def lock(self) -> KnowledgeDocument:
+        """Inside the final transaction: the row locked, if it is still ours."""
+        document = self._ours().select_for_update().first()
+        if document is None:
+            raise _LeaseLost
+        return document
+
+    def finish(self, **fields) -> bool:
+        """Writes the outcome if the lease is still ours."""
+        return bool(self._ours().update(updated_at=timezone.now(), **fields))
 
 
 def _document_bytes(document: KnowledgeDocument) -> tuple[str, bytes, str]:
@@ -275,40 +292,35 @@ def document_process(*, document_id: str) -> None:
     from agents.knowledge.embeddings import EmbeddingError
     from agents.knowledge.extract import ExtractionError
 
-    until = _lease_take(document_id)
-    if until is None:
+    lease = _Lease.take(document_id)
+    if lease is None:
         return
     document = KnowledgeDocument.objects.filter(id=document_id).first()
     if document is None:
         return
     if document.attempts > settings.CONDUET_KB_MAX_ATTEMPTS:
-        _finish(document_id, until, status=Status.FAILED, lease_until=None,
-                error=f"Processing did not finish after {settings.CONDUET_KB_MAX_ATTEMPTS} attempts.")
+        lease.finish(status=Status.FAILED, lease_until=None,
+                     error=f"Processing did not finish after {settings.CONDUET_KB_MAX_ATTEMPTS} attempts.")
         return
     try:
-        drafts, embedded, until = _prepare(document, until)
+        drafts, embedded = _prepare(document, lease)
         with transaction.atomic():
-            locked = (KnowledgeDocument.objects.select_for_update()
-                      .filter(id=document_id, status=Status.PROCESSING, lease_until=until).first())
-            if locked is None:
-                raise _LeaseLost
-            count = index.chunks_replace(document=locked, drafts=drafts, embedded=embedded)
-            _finish(document_id, until, status=Status.READY, chunk_count=count, error="", lease_until=None,
-                    embedding_model=embedded.model if embedded else "",
-                    embedding_dimensions=embedded.dimensions if embedded else None)
+            count = index.chunks_replace(document=lease.lock(), drafts=drafts, embedded=embedded)
+            lease.finish(status=Status.READY, chunk_count=count, error="", lease_until=None,
+                         embedding_model=embedded.model if embedded else "",
+                         embedding_dimensions=embedded.dimensions if embedded else None)
     except _LeaseLost:
         log.info("Document %s: the lease was lost; another worker has it", document_id)
     except ExtractionError as exc:
-        _finish(document_id, until, status=Status.FAILED, error=str(exc)[:2000], lease_until=None)
+        lease.finish(status=Status.FAILED, error=str(exc)[:2000], lease_until=None)
     except EmbeddingError as exc:
-        _embedding_failed(document, until, exc)
+        _embedding_failed(document, lease, exc)
     except Exception as exc:
         log.exception("Document %s: processing failed", document_id)
-        _finish(document_id, until, status=Status.FAILED, error=f"Processing failed: {type(exc).__name__}",
-                lease_until=None)
+        lease.finish(status=Status.FAILED, error=f"Processing failed: {type(exc).__name__}", lease_until=None)
 
 
-def _prepare(document: KnowledgeDocument, until):
+def _prepare(document: KnowledgeDocument, lease: _Lease):
     """Extract → chunk → embed, the lease renewed after each stage. Nothing is written but the lease."""
     from agents.knowledge import index
     from agents.knowledge.chunking import chunk_document
@@ -316,35 +328,35 @@ def _prepare(document: KnowledgeDocument, until):
     from agents.knowledge.extract import ExtractionError, extract
 
     kind, data, source = _document_bytes(document)
-    until = _lease_renew(document.id, until)
+    lease.renew()
     extracted = extract(kind=kind, data=data, name=document.name)
-    until = _lease_renew(document.id, until)
+    lease.renew()
     drafts = chunk_document(extracted.text, size_words=settings.CONDUET_KB_CHUNK_WORDS,
                             overlap_words=settings.CONDUET_KB_CHUNK_OVERLAP_WORDS,
                             metadata={**document.metadata, "source": source})
     if not drafts:
         raise ExtractionError("No text could be found in the document.")
-    until = _lease_renew(document.id, until)
+    lease.renew()
     embedded = None
     if embeddings_configured() and index.vectors_available():
         embedded = embed_texts([draft.content for draft in drafts])
-        until = _lease_renew(document.id, until)
-    return drafts, embedded, until
+        lease.renew()
+    return drafts, embedded
 
 
-def _embedding_failed(document: KnowledgeDocument, until, exc: Exception) -> None:
+def _embedding_failed(document: KnowledgeDocument, lease: _Lease, exc: Exception) -> None:
     """An embedding endpoint that failed (after its own retries) is tried again later, up to the attempts limit;
     the lease is held until then so that recovery does not take it earlier."""
     from agents.knowledge.tasks import document_process_task
 
     attempts, limit = document.attempts, settings.CONDUET_KB_MAX_ATTEMPTS
     if attempts >= limit:
-        _finish(document.id, until, status=Status.FAILED, lease_until=None,
-                error=f"Embedding failed after {attempts} attempts: {exc}"[:2000])
+        lease.finish(status=Status.FAILED, lease_until=None,
+                     error=f"Embedding failed after {attempts} attempts: {exc}"[:2000])
         return
     retry_at = timezone.now() + timedelta(seconds=RETRY_DELAY_SECONDS * attempts)
-    if _finish(document.id, until, lease_until=retry_at,
-               error=f"Embedding failed (attempt {attempts} of {limit}), trying again: {exc}"[:2000]):
+    if lease.finish(lease_until=retry_at,
+                    error=f"Embedding failed (attempt {attempts} of {limit}), trying again: {exc}"[:2000]):
         document_process_task.using(run_after=retry_at).enqueue(document_id=document.id)
 
 
