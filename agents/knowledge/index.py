@@ -206,9 +206,13 @@ def _pg_index_ensure(cursor, dimensions: int, name: str) -> None:
     cursor.execute("SELECT to_regclass(%s) IS NOT NULL", [index])
     if not cursor.fetchone()[0]:
         cursor.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [index])
+        # CREATE INDEX refuses a table with pending trigger events: the foreign keys' deferred checks of the rows
+        # just written. They are run now rather than at commit, then deferred again.
+        cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
         cursor.execute(f"CREATE INDEX IF NOT EXISTS {index} ON knowledge_chunk USING hnsw "
                        f"((embedding::vector({int(dimensions)})) vector_cosine_ops) "
                        f"WHERE vector_dims(embedding) = {int(dimensions)}")
+        cursor.execute("SET CONSTRAINTS ALL DEFERRED")
     # Known only once committed; an index made in a transaction that rolls back is made again by the next one.
     transaction.on_commit(lambda: _pg_indexed.add((name, dimensions)), using=cursor.db.alias)
 

@@ -48,13 +48,13 @@ STOP_WORDS = frozenset(
 # Words of one concept share their feature: a word belongs to the concept whose entry is the word itself, or is
 # the longest entry of 4+ letters that begins the word ("reimburs" → reimbursed, reimbursement).
 _CONCEPT_WORDS = {
-    "refund": "refund reimburs repay moneyback compensat chargeback",
+    "refund": "refund reimburs repay money compensat chargeback",
     "package": "package parcel shipment deliveri consignment",
     "ship": "ship deliver dispatch courier postage",
     "return": "return exchang send-back",
     "password": "password passcod passphras credential login log-in sign-in signin",
     "reset": "reset forgot forgotten recover restor",
-    "open": "open hour schedul weekend",
+    "open": "open hour schedul week weekday weekend saturday sunday monday friday",
     "cost": "cost price fee charg pay paid expens",
     "invoice": "invoic receipt bill",
     "delete": "delet remov eras terminat",

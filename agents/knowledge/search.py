@@ -1,0 +1,376 @@
+"""Searching a project's knowledge base: lexical, semantic, or both fused. Only chunks of the project's `ready`
+documents are found.
+
+- Lexical. PostgreSQL: `websearch_to_tsquery` in the project's language (`knowledge_regconfig`) over the GIN-indexed
+  `search` column, ranked by `ts_rank_cd`. Questions are natural language, and the AND of all their words misses
+  most answers ("how long does a refund take" → a page on refunds that never says "long"), so the query's own
+  tsquery is turned into the OR of its terms (phrases and prefixes kept); a chunk holding them all still ranks
+  first, as `ts_rank_cd` counts every cover. SQLite: FTS5 `MATCH` of the OR of the quoted words (so that nothing a
+  user types is FTS syntax), ranked by `bm25`.
+- Semantic: the question's embedding against the chunks' (cosine): pgvector's HNSW index of that dimension (with
+  iterative scans, so that the project filter does not starve the result), or sqlite-vec's KNN (`k`, the project
+  as partition key).
+- Hybrid: reciprocal-rank fusion (k = 60) of both lists. Without embeddings it is lexical, and says so (`mode`).
+
+`Hit.relevance` is what the no-model answer threshold reads: the share of the question's content words (stop words
+out, stemmed in the project's language with the Snowball stemmers PostgreSQL's own dictionaries use) that the
+chunk — with its document's name and headings — contains. Scores differ between databases and modes; this does not.
+`ANSWER_THRESHOLD` is set by the recall test set (tests/agents/knowledge/test_search.py)."""
+import importlib
+import re
+from dataclasses import dataclass, field
+
+from django.db import DatabaseError, connections, transaction
+
+from agents.knowledge import embeddings, index
+
+MODES = ("lexical", "semantic", "hybrid")
+RRF_K = 60
+MAX_TOP_K = 50
+MAX_QUERY_CHARS = 1000
+EF_SEARCH = 100  # HNSW candidates per scan (pgvector's default is 40)
+# A hit answers a question without a model when it holds at least this share of the question's content words. Below
+# it, most off-topic questions of the test set; above it, most on-topic ones (see test_search.py's figures).
+ANSWER_THRESHOLD = 0.5
+_KEY = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\- ]{0,63}")
+
+STOP_WORDS = frozenset(
+    "a about above after again against all am an and any are as at be because been before being below between both "
+    "but by can could did do does doing down during each few for from further had has have having he her here hers "
+    "herself him himself his how i if in into is it its itself just me more most my myself no nor not now of off "
+    "on once only or other our ours ourselves out over own same she should so some such than that the their theirs "
+    "them themselves then there these they this those through to too under until up very was we were what when "
+    "where which while who whom why will with would you your yours yourself yourselves get got want need please "
+    "tell know let like".split())
+
+
+class SearchUnavailable(Exception):
+    """The mode asked for cannot run here (no embeddings endpoint, or a database that stores no vectors)."""
+
+
+@dataclass
+class Hit:
+    chunk_id: int
+    document_id: str
+    document_name: str
+    content: str
+    score: float  # the mode's own: ts_rank_cd or -bm25, cosine similarity, or the fused RRF score
+    metadata: dict
+    heading_path: list[str]
+    relevance: float = 0.0  # the share of the question's content words the chunk holds (0..1), the same everywhere
+
+    @property
+    def public_chunk_id(self) -> str:
+        return f"chk_{self.chunk_id}"
+
+
+@dataclass
+class SearchOutcome:
+    hits: list[Hit]
+    mode: str  # the mode that ran: "hybrid" asked without embeddings runs "lexical"
+    notes: list[str] = field(default_factory=list)
+
+
+def search_modes() -> list[str]:
+    """The modes this installation can run."""
+    if embeddings.embeddings_configured() and index.vectors_available():
+        return list(MODES)
+    return ["lexical"]
+
+
+def answer_hits(outcome: SearchOutcome) -> list[Hit]:
+    """The hits good enough to answer with when there is no model to judge them."""
+    return [hit for hit in outcome.hits if hit.relevance >= ANSWER_THRESHOLD]
+
+
+# --- the entry points
+
+def knowledge_search(*, project, query: str, top_k: int = 5, mode: str = "hybrid",
+                     filters: dict | None = None) -> SearchOutcome:
+    """Raises ValueError for bad arguments, SearchUnavailable for `semantic` that cannot run, EmbeddingError when the
+    endpoint fails in `semantic` (`hybrid` then runs lexical)."""
+    plan = _Plan.make(project=project, query=query, top_k=top_k, mode=mode, filters=filters)
+    vector, notes = None, []
+    if plan.wants_vectors:
+        if plan.ready_for_vectors(index.vectors_available()):
+            vector, notes = plan.embedded(embeddings.embed_query)
+    return plan.outcome(_run_sync, vector, notes)
+
+
+async def knowledge_asearch(*, project, query: str, top_k: int = 5, mode: str = "hybrid",
+                            filters: dict | None = None) -> SearchOutcome:
+    """`knowledge_search` for the turn's event loop: the question is embedded with the async client, and the SQL runs
+    on config/db.py's async pool (PostgreSQL) or Django's connection in the sync thread (SQLite)."""
+    from config import db
+
+    plan = _Plan.make(project=project, query=query, top_k=top_k, mode=mode, filters=filters)
+    vector, notes = None, []
+    if plan.wants_vectors and plan.ready_for_vectors(await index.avectors_available()):
+        try:
+            vector = await embeddings.aembed_query(plan.query)
+        except embeddings.EmbeddingError as exc:
+            if plan.mode == "semantic":
+                raise
+            notes = [f"Semantic search was skipped: {exc}"]
+    rows = {}
+    for kind, statements in plan.statements(vector).items():
+        try:
+            rows[kind] = (await db.run(statements, atomic=len(statements) > 1))[-1]
+        except DatabaseError as exc:
+            if not _no_vector_table(exc):
+                raise
+            rows[kind] = []
+    return plan.finish(rows, vector, notes)
+
+
+def _no_vector_table(exc: Exception) -> bool:
+    """SQLite: nothing of this dimension was ever stored, so its vec0 table does not exist: nothing to find."""
+    return "no such table: knowledge_vec_" in str(exc)
+
+
+def _run_sync(statements) -> list[dict]:
+    connection = connections["default"]
+    with transaction.atomic() if len(statements) > 1 else _nothing(), connection.cursor() as cursor:
+        for sql, params in statements:
+            cursor.execute(sql, params)
+        names = [column[0] for column in cursor.description]
+        return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+
+class _nothing:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+# --- the plan: arguments checked once, SQL the same for both runners
+
+@dataclass
+class _Plan:
+    project_id: str
+    language: str
+    query: str
+    top_k: int
+    mode: str
+    filters: dict
+    postgres: bool
+
+    @classmethod
+    def make(cls, *, project, query, top_k, mode, filters) -> "_Plan":
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {', '.join(MODES)}.")
+        if not isinstance(query, str) or not query.strip():
+            raise ValueError("query must be a non-empty string.")
+        if len(query) > MAX_QUERY_CHARS:
+            raise ValueError(f"query must be at most {MAX_QUERY_CHARS} characters.")
+        if isinstance(top_k, bool) or not isinstance(top_k, int) or not 1 <= top_k <= MAX_TOP_K:
+            raise ValueError(f"topK must be an integer from 1 to {MAX_TOP_K}.")
+        return cls(project_id=project.pk, language=getattr(project, "language", "") or "en", query=query.strip(),
+                   top_k=top_k, mode=mode, filters=filters_clean(filters),
+                   postgres=connections["default"].vendor == "postgresql")
+
+    @property
+    def wants_vectors(self) -> bool:
+        return self.mode in ("semantic", "hybrid")
+
+    def ready_for_vectors(self, vectors_available: bool) -> bool:
+        """Whether to embed the question; raises SearchUnavailable for `semantic` that cannot run."""
+        if embeddings.embeddings_configured() and vectors_available:
+            return True
+        if self.mode == "semantic":
+            raise SearchUnavailable(
+                "Semantic search is not available: no embeddings endpoint is configured (CONDUET_EMBEDDINGS_BASE_URL)."
+                if not embeddings.embeddings_configured() else
+                "Semantic search is not available: this database cannot store vectors (pgvector or sqlite-vec).")
+        return False
+
+    def embedded(self, embed) -> tuple[list[float] | None, list[str]]:
+        try:
+            return embed(self.query), []
+        except embeddings.EmbeddingError as exc:
+            if self.mode == "semantic":
+                raise
+            return None, [f"Semantic search was skipped: {exc}"]
+
+    def outcome(self, run, vector, notes) -> SearchOutcome:
+        rows = {}
+        for kind, statements in self.statements(vector).items():
+            try:
+                rows[kind] = run(statements)
+            except DatabaseError as exc:
+                if not _no_vector_table(exc):
+                    raise
+                rows[kind] = []
+        return self.finish(rows, vector, notes)
+
+    @property
+    def depth(self) -> int:
+        """Candidates per list: a fused list needs more than it returns."""
+        return self.top_k if self.mode != "hybrid" else max(self.top_k * 4, 20)
+
+    def statements(self, vector: list[float] | None) -> dict[str, list]:
+        lists = {}
+        if self.mode in ("lexical", "hybrid"):
+            lexical = (self._pg_lexical if self.postgres else self._sqlite_lexical)()
+            if lexical:
+                lists["lexical"] = lexical
+        if vector is not None:
+            lists["semantic"] = (self._pg_semantic if self.postgres else self._sqlite_semantic)(vector)
+        return lists
+
+    def finish(self, rows: dict[str, list[dict]], vector, notes) -> SearchOutcome:
+        ran = self.mode if vector is not None or self.mode == "lexical" else "lexical"
+        lists = {kind: [_hit(row) for row in found] for kind, found in rows.items()}
+        if ran == "hybrid":
+            hits = _fused(lists.get("lexical", []), lists.get("semantic", []))[:self.top_k]
+        else:
+            hits = lists.get(ran, [])[:self.top_k]
+        terms = query_terms(self.query, self.language)
+        for hit in hits:
+            hit.relevance = coverage(terms, " ".join([hit.document_name, *hit.heading_path, hit.content]),
+                                     self.language)
+        return SearchOutcome(hits=hits, mode=ran, notes=notes)
+
+    # SQL. Columns: id, document_id, document_name, content, metadata, heading_path, score.
+
+    def _where(self) -> tuple[str, list]:
+        sql, params = " AND c.project_id = %s AND d.status = 'ready'", [self.project_id]
+        if self.filters:
+            if self.postgres:
+                from psycopg.types.json import Jsonb
+
+                sql += " AND c.metadata @> %s"
+                params.append(Jsonb(self.filters))
+            else:
+                import json
+
+                for key, value in self.filters.items():
+                    sql += " AND (c.metadata -> %s) = json(%s)"
+                    params += [f'$."{key}"', json.dumps(value)]
+        return sql, params
+
+    def _pg_lexical(self) -> list:
+        where, params = self._where()
+        # querytree keeps the indexable part of the tsquery (no negations); '' or 'T' when nothing is left. Rank:
+        # how many of the question's terms the chunk holds, then ts_rank_cd (scaled into 0..1 by flag 32).
+        query = ("(SELECT CASE WHEN t IN ('', 'T') THEN NULL ELSE replace(t, ' & ', ' | ')::tsquery END AS query, "
+                 "terms FROM (SELECT querytree(w)::text AS t, tsvector_to_array(to_tsvector(cfg, %s)) AS terms "
+                 "FROM (SELECT websearch_to_tsquery(cfg, %s) AS w, cfg "
+                 "FROM (SELECT knowledge_regconfig(%s) AS cfg) r) s1) s2) q")
+        matched = "(SELECT count(*) FROM unnest(q.terms) term WHERE c.search @@ quote_literal(term)::tsquery)"
+        sql = (f"SELECT {_COLUMNS}, {matched} + ts_rank_cd(c.search, q.query, 32) AS score "
+               f"FROM {query} JOIN knowledge_chunk c ON c.search @@ q.query "
+               f"JOIN knowledge_document d ON d.id = c.document_id "
+               f"WHERE 1 = 1{where} ORDER BY score DESC, c.id LIMIT %s")
+        return [(sql, [self.query, self.query, self.language, *params, self.depth])]
+
+    def _sqlite_lexical(self) -> list:
+        words = [word for word in re.findall(r"\w+", self.query.lower()) if word not in STOP_WORDS]
+        if not words:
+            return []
+        match = " OR ".join(f'"{word}"' for word in dict.fromkeys(words))
+        where, params = self._where()
+        sql = (f"SELECT {_COLUMNS}, -bm25(knowledge_chunk_fts) AS score FROM knowledge_chunk_fts "
+               f"JOIN knowledge_chunk c ON c.id = knowledge_chunk_fts.rowid "
+               f"JOIN knowledge_document d ON d.id = c.document_id "
+               f"WHERE knowledge_chunk_fts MATCH %s{where} ORDER BY score DESC, c.id LIMIT %s")
+        return [(sql, [match, *params, self.depth])]
+
+    def _pg_semantic(self, vector: list[float]) -> list:
+        dims, literal = len(vector), index.vector_text(vector)
+        where, params = self._where()
+        distance = f"(c.embedding::vector({dims})) <=> %s::vector({dims})"
+        sql = (f"SELECT {_COLUMNS}, 1 - ({distance}) AS score "
+               f"FROM knowledge_chunk c JOIN knowledge_document d ON d.id = c.document_id "
+               f"WHERE vector_dims(c.embedding) = {dims}{where} ORDER BY {distance}, c.id LIMIT %s")
+        # SET LOCAL: for this transaction only (the statements run in one, on either runner).
+        return [(f"SET LOCAL hnsw.ef_search = {max(EF_SEARCH, self.depth)}", []),
+                ("SET LOCAL hnsw.iterative_scan = strict_order", []),
+                (sql, [literal, *params, literal, self.depth])]
+
+    def _sqlite_vec_k(self) -> int:
+        # KNN runs before the ready/filter conditions: ask for more, so that they leave enough (sqlite-vec's k ≤ 4096).
+        return min(4096, self.depth * (8 if self.filters else 3) + 20)
+
+    def _sqlite_semantic(self, vector: list[float]) -> list:
+        table = index.sqlite_vec_table(len(vector))
+        where, params = self._where()
+        sql = (f"SELECT {_COLUMNS}, 1 - knn.distance AS score FROM (SELECT rowid, distance FROM {table} "
+               f"WHERE embedding MATCH %s AND k = %s AND project_id = %s) knn "
+               f"JOIN knowledge_chunk c ON c.id = knn.rowid JOIN knowledge_document d ON d.id = c.document_id "
+               f"WHERE 1 = 1{where} ORDER BY knn.distance, c.id LIMIT %s")
+        return [(sql, [index.vector_blob(vector), self._sqlite_vec_k(), self.project_id, *params, self.depth])]
+
+
+_COLUMNS = ("c.id, c.document_id, d.name AS document_name, c.content, c.metadata, c.heading_path")
+
+
+def filters_clean(filters) -> dict:
+    """{metadata key: scalar value}; raises ValueError (the API's 400) for anything else."""
+    if filters is None:
+        return {}
+    if not isinstance(filters, dict):
+        raise ValueError("filters must be an object of metadata keys and values.")
+    for key, value in filters.items():
+        if not isinstance(key, str) or not _KEY.fullmatch(key):
+            raise ValueError(f"filters: {key!r} is not a metadata key (letters, digits, '_', '-', '.', space; "
+                             "at most 64 characters).")
+        if value is not None and not isinstance(value, str | int | float | bool):
+            raise ValueError(f"filters: the value of {key!r} must be text, a number, a boolean or null.")
+    return dict(filters)
+
+
+def _hit(row: dict) -> Hit:
+    from config.db import json_value
+
+    return Hit(chunk_id=row["id"], document_id=row["document_id"], document_name=row["document_name"],
+               content=row["content"], score=float(row["score"] or 0.0),
+               metadata=json_value(row["metadata"]) or {}, heading_path=json_value(row["heading_path"]) or [])
+
+
+def _fused(lexical: list[Hit], semantic: list[Hit]) -> list[Hit]:
+    """Reciprocal-rank fusion: each list gives a hit 1 / (60 + its rank)."""
+    fused: dict[int, Hit] = {}
+    scores: dict[int, float] = {}
+    for hits in (lexical, semantic):
+        for rank, hit in enumerate(hits, start=1):
+            fused.setdefault(hit.chunk_id, hit)
+            scores[hit.chunk_id] = scores.get(hit.chunk_id, 0.0) + 1.0 / (RRF_K + rank)
+    ordered = sorted(fused, key=lambda chunk_id: (-scores[chunk_id], chunk_id))
+    for chunk_id in ordered:
+        fused[chunk_id].score = scores[chunk_id]
+    return [fused[chunk_id] for chunk_id in ordered]
+
+
+# --- relevance: the question's content words the chunk holds
+
+def _stemmer(language: str):
+    import snowballstemmer
+
+    codes = importlib.import_module("agents.migrations.0003_knowledge_base").ISO_CODES
+    base = (language or "").replace("_", "-").split("-")[0].lower()
+    name = codes.get(base, base)
+    return snowballstemmer.stemmer(name) if name in snowballstemmer.algorithms() else None
+
+
+_stemmers: dict[str, object] = {}
+
+
+def _stems(text: str, language: str) -> list[str]:
+    if language not in _stemmers:
+        _stemmers[language] = _stemmer(language)
+    stemmer = _stemmers[language]
+    words = [word for word in re.findall(r"\w\w+", text.lower()) if word not in STOP_WORDS]
+    return stemmer.stemWords(words) if stemmer else words
+
+
+def query_terms(query: str, language: str) -> set[str]:
+    return set(_stems(query, language))
+
+
+def coverage(terms: set[str], text: str, language: str) -> float:
+    if not terms:
+        return 0.0
+    return len(terms & set(_stems(text, language))) / len(terms)
