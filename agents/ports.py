@@ -4,7 +4,9 @@ and its knowledge base (`agents/knowledge/search.py`, when it has a ready docume
 its capability lands."""
 from collections.abc import Awaitable, Callable
 
+from agents.knowledge.search import MAX_QUERY_CHARS, answer_hits, knowledge_asearch
 from agents.llm import llm_port
+from agents.models import Project
 from agents.runtime import AgentSpec, Ports
 from agents.tools import project_tools
 from config import db
@@ -14,33 +16,38 @@ KNOWLEDGE_MODE = "hybrid"  # lexical where there are no embeddings (search.py sa
 
 
 async def aports_for(spec: AgentSpec) -> Ports:
-    """`ports_for` from a turn: the knowledge port only when the project has a ready document (one indexed EXISTS),
-    so a project without a knowledge base pays no search and its agent is offered no `knowledge_search`."""
-    return ports_for(spec, knowledge=await knowledge_ready(spec.project_id))
+    """`ports_for` from a turn: the knowledge port only when the project has a ready document (one statement), so a
+    project without a knowledge base pays no search and its agent is offered no `knowledge_search`."""
+    return ports_for(spec, knowledge_project=await knowledge_project(spec.project_id))
 
 
-def ports_for(spec: AgentSpec, *, knowledge: bool = False) -> Ports:
+def ports_for(spec: AgentSpec, *, knowledge_project: Project | None = None) -> Ports:
     tools = project_tools(spec.tools) if spec.tools else None
     return Ports(llm=llm_port(spec), tools=tools.call if tools else None,
                  tool_definitions=tools.definitions if tools else None,
-                 knowledge=knowledge_port(spec.project_id) if knowledge else None)
+                 knowledge=knowledge_port(knowledge_project) if knowledge_project is not None else None)
 
 
-async def knowledge_ready(project_id: str) -> bool:
-    """The project has at least one document it can search (`ready`); a document still processing is not searched."""
-    row = await db.fetch_one("SELECT 1 AS ready FROM knowledge_document WHERE project_id = %s AND status = %s LIMIT 1",
-                             [project_id, "ready"])
-    return row is not None
+async def knowledge_project(project_id: str) -> Project | None:
+    """What the search needs of the project (its id, and its language, which stems the question), when it has at
+    least one document it can search (`ready`; one still processing is not searched); else None. An unsaved
+    instance: nothing else of the row is read."""
+    row = await db.fetch_one(
+        "SELECT p.language AS language FROM agents_project p WHERE p.id = %s AND EXISTS "
+        "(SELECT 1 FROM knowledge_document d WHERE d.project_id = p.id AND d.status = %s)", [project_id, "ready"])
+    return Project(id=project_id, language=row["language"]) if row else None
 
 
-def knowledge_port(project_id: str) -> Callable[..., Awaitable[list[dict]]]:
+def knowledge_port(project: Project) -> Callable[..., Awaitable[list[dict]]]:
     """`Ports.knowledge` over the project's documents: `answerable` (the default) keeps the hits the search's
     answer threshold accepts (`answer_hits`), for an answer no model judges; `answerable=False` gives the top hits
     with their scores, for the agent's `knowledge_search` tool."""
-    from agents.knowledge.search import answer_hits, knowledge_asearch
 
     async def knowledge(question: str, *, answerable: bool = True) -> list[dict]:
-        outcome = await knowledge_asearch(project=project_id, query=question, top_k=KNOWLEDGE_TOP_K,
+        question = question.strip()[:MAX_QUERY_CHARS]
+        if not question:
+            return []
+        outcome = await knowledge_asearch(project=project, query=question, top_k=KNOWLEDGE_TOP_K,
                                           mode=KNOWLEDGE_MODE)
         return [hit_dict(hit) for hit in (answer_hits(outcome) if answerable else outcome.hits)]
 

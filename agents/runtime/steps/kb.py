@@ -29,6 +29,7 @@ GROUNDING = ("Answer the user's question using only the numbered passages from t
              "answer the question, say that you don't know rather than guessing.")
 _CITATIONS = re.compile(r"\[(\d+(?:\s*,\s*\d+)*)\]")  # [2] and [1, 3]
 _HEADING_LINE = re.compile(r"^#{1,6}\s")
+_OWN_LINE = re.compile(r"^(?:[-*+•]\s|\d{1,3}[.)]\s|\|)")  # a list item or a table row starts its own line
 
 
 class KbStep(StepType):
@@ -102,11 +103,19 @@ def where(hit: dict) -> str:
 
 
 def quoted(hit: dict) -> str:
-    """The passage as a quote block under its source; its own heading lines are left out (the source names them)."""
-    lines = [line.rstrip() for line in str(hit.get("text") or "").strip().splitlines()
-             if not _HEADING_LINE.match(line)]
-    while lines and not lines[0]:
-        lines.pop(0)
+    """The passage as a quote block under its source. Its own heading lines are left out (the source names them),
+    and a paragraph's lines are joined (a PDF's or a text file's hard wraps), list items and table rows kept."""
+    lines: list[str] = []
+    for line in str(hit.get("text") or "").strip().splitlines():
+        line = line.strip()
+        if _HEADING_LINE.match(line):
+            continue
+        if line and lines and lines[-1] and not _OWN_LINE.match(line):
+            lines[-1] += " " + line
+        elif line or (lines and lines[-1]):
+            lines.append(line)
+    while lines and not lines[-1]:
+        lines.pop()
     body = "\n".join(f"> {line}" if line else ">" for line in lines)
     return f"From {where(hit)}:\n{body}"
 
