@@ -31,7 +31,7 @@ MAX_QUERY_CHARS = 1000
 EF_SEARCH = 100  # HNSW candidates per scan (pgvector's default is 40)
 # A hit answers a question without a model when it holds at least this share of the question's content words. Below
 # it, most off-topic questions of the test set; above it, most on-topic ones (see test_search.py's figures).
-ANSWER_THRESHOLD = 0.5
+ANSWER_THRESHOLD = 0.4
 _KEY = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\- ]{0,63}")
 
 STOP_WORDS = frozenset(
@@ -79,7 +79,10 @@ def search_modes() -> list[str]:
 
 
 def answer_hits(outcome: SearchOutcome) -> list[Hit]:
-    """The hits good enough to answer with when there is no model to judge them."""
+    """The hits good enough to answer with when there is no model to judge them, best first: none unless the best
+    hit clears the threshold (a lower-ranked hit that happens to share more words is not a better answer)."""
+    if not outcome.hits or outcome.hits[0].relevance < ANSWER_THRESHOLD:
+        return []
     return [hit for hit in outcome.hits if hit.relevance >= ANSWER_THRESHOLD]
 
 
