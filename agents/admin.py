@@ -17,6 +17,8 @@ from django.utils.html import format_html
 from django_ratelimit.core import get_usage
 
 from agents.ids import DEVELOPER_TOKEN_PREFIX, PROJECT_KEY_PREFIX
+from agents.knowledge.models import KnowledgeDocument
+from agents.knowledge.services import document_delete, document_reprocess
 from agents.models import (
     DeveloperToken,
     Membership,
@@ -224,6 +226,50 @@ class DeveloperTokenAdmin(KeyAdmin):
 
     def create_key(self, obj):
         return developer_token_create(user=obj.user, name=obj.name)
+
+
+@admin.register(KnowledgeDocument)
+class KnowledgeDocumentAdmin(admin.ModelAdmin):
+    """Read-only: documents come in through the API (their bytes are validated and stored there); the admin shows
+    how processing went and can process a document again (after an embedding outage, a model change). Deleting
+    goes through the service, so that the stored bytes go too."""
+
+    list_display = ["name", "project", "type", "status", "chunk_count", "error_short", "created_at"]
+    list_select_related = ["project"]
+    list_filter = ["status", "type"]
+    search_fields = ["id", "name", "project__name"]
+    fields = ["id", "project", "name", "type", "status", "error", "chunk_count", "metadata_json", "source_url",
+              "stored_path", "size_bytes", "sha256", "embedding_model", "embedding_dimensions", "attempts",
+              "lease_until", "created_at", "updated_at"]
+    readonly_fields = fields
+    actions = ["process_again"]
+
+    @admin.display(description="error")
+    def error_short(self, document):
+        return document.error[:120]
+
+    @admin.display(description="metadata")
+    def metadata_json(self, document):
+        return pretty_json(document.metadata)
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def delete_model(self, request, obj):
+        document_delete(document=obj)
+
+    def delete_queryset(self, request, queryset):
+        for document in queryset:
+            document_delete(document=document)
+
+    @admin.action(description="Process the selected documents again")
+    def process_again(self, request, queryset):
+        for document in queryset:
+            document_reprocess(document=document)
+        self.message_user(request, f"{queryset.count()} document(s) queued for processing.", messages.SUCCESS)
 
 
 # --- The login, throttled per client address and per username (DESIGN.md: django-ratelimit guards the sync views).

@@ -16,6 +16,7 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
     path("api/", include("conversations.api.urls")),
+    path("api/", include("agents.api.urls")),
 ]
 if settings.CONDUET_DEMO_API:  # the order service of the agentic demo (rundemo)
     urlpatterns.append(path("demo/orders/<str:order_id>", demo_order))

@@ -133,10 +133,14 @@ def test_rundemo_serves_in_development_mode(monkeypatch):
     monkeypatch.delenv("CONDUET_DEVELOPMENT", raising=False)
     monkeypatch.setattr("os.execvpe", lambda file, args, env: calls.append((file, args, env)))
     monkeypatch.setattr("os.execvp", lambda file, args: calls.append((file, args, dict(os.environ))))
+    workers = []
+    monkeypatch.setattr("subprocess.Popen", lambda args, **kwargs: workers.append(args))
 
     run("rundemo", "--port", "8123")
 
     [(_file, args, env)] = calls
+    [worker] = workers  # the knowledge base's worker, beside the server
+    assert worker[-3:] == ["worker", "--no-reload", "--stop-with-parent"]
     assert args[-5:] == ["-b", "127.0.0.1", "-p", "8123", "config.asgi:application"]
     assert env["CONDUET_DEVELOPMENT"] == "true"
     assert "127.0.0.1" in env["CONDUET_OUTBOUND_ALLOWLIST"].split(",")  # the copilot's tool calls this server

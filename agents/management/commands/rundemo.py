@@ -1,4 +1,5 @@
 import os
+import subprocess
 import sys
 
 from django.conf import settings
@@ -65,5 +66,9 @@ class Command(BaseCommand):
         # The copilot's tool calls this very server (/demo/orders/…): its address is allowed for outbound calls.
         allowlist = ",".join(filter(None, [os.environ.get("CONDUET_OUTBOUND_ALLOWLIST", ""), host]))
         env = {**os.environ, "CONDUET_DEVELOPMENT": "true", "CONDUET_OUTBOUND_ALLOWLIST": allowlist}
+        # The knowledge base's worker processes uploaded documents beside the server; it stops when its parent —
+        # this process, which becomes daphne — ends.
+        subprocess.Popen([sys.executable, str(settings.BASE_DIR / "manage.py"), "worker", "--no-reload",
+                          "--stop-with-parent"], env=env)
         os.execvpe(sys.executable, [sys.executable, "-m", "daphne", "-b", host, "-p", str(port),
                                     "config.asgi:application"], env)

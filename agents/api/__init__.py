@@ -1,0 +1,1 @@
+"""The REST resources of the agents app (DRF views): the knowledge base."""
