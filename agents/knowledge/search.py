@@ -287,7 +287,8 @@ class _Plan:
         distance = f"(c.embedding::vector({dims})) <=> %s::vector({dims})"
         sql = (f"SELECT {_COLUMNS}, 1 - ({distance}) AS score "
                f"FROM knowledge_chunk c JOIN knowledge_document d ON d.id = c.document_id "
-               f"WHERE vector_dims(c.embedding) = {dims}{where} ORDER BY {distance}, c.id LIMIT %s")
+               f"WHERE vector_dims(c.embedding) = {dims}{where} ORDER BY {distance} LIMIT %s")
+        # Ordered by the index's own expression alone: a tie-break column would keep the planner off the index.
         # SET LOCAL: for this transaction only (the statements run in one, on either runner).
         return [(f"SET LOCAL hnsw.ef_search = {max(EF_SEARCH, self.depth)}", []),
                 ("SET LOCAL hnsw.iterative_scan = strict_order", []),
