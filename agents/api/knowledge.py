@@ -14,6 +14,7 @@ from agents.authentication import project_for_credential
 from agents.knowledge import selectors, services
 from agents.knowledge.models import KnowledgeDocument
 from config.api.errors import ApiError, ErrorCode, Forbidden
+from config.api.middleware import _body_size
 from config.api.pagination import paginate, parse_limit
 from config.api.parsers import StrictJSONParser, check_json, loads
 from config.api.schema import ERROR, error_responses
@@ -238,8 +239,15 @@ class KnowledgeDocumentUploadApi(APIView):
 def _upload(request, project) -> KnowledgeDocument:
     """A multipart upload. A body declared larger than the limit is refused before it is parsed; the file itself
     goes to a temporary file past FILE_UPLOAD_MAX_MEMORY_SIZE (Django's upload handlers) and is measured again."""
+    meta = request._request.META
+    if not meta.get("CONTENT_LENGTH") and "chunked" in meta.get("HTTP_TRANSFER_ENCODING", "").lower():
+        # As the API middleware does for JSON: a chunked body has no Content-Length, which the multipart parser
+        # would read as "no body"; the ASGI handler has spooled it, so its length is known.
+        size = _body_size(request._request)
+        if size is not None:
+            meta["CONTENT_LENGTH"] = str(size)
     try:
-        declared = int(request.META.get("CONTENT_LENGTH") or 0)
+        declared = int(meta.get("CONTENT_LENGTH") or 0)
     except ValueError:
         declared = 0
     if declared > settings.CONDUET_KB_MAX_DOCUMENT_BYTES + MULTIPART_OVERHEAD_BYTES:
