@@ -6,6 +6,7 @@ from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand
 
+from agents.demo import demo_documents_load
 from agents.llm import llm_missing
 from agents.selectors import agent_spec_get
 from agents.services import demo_setup
@@ -29,6 +30,11 @@ curl -s -X POST {base}/api/v1/conversations/jane/interact -H "Authorization: Bea
 curl -sN -X POST {base}/api/v1/conversations/jane/interact/stream -H "Authorization: Bearer {key}" \\
   -H "Content-Type: application/json" -d '{{"action": {{"type": "text", "payload": "jane@example.com"}}}}'
 
+It answers from its help centre ({documents}), quoting the passage and citing it:
+
+curl -s -X POST {base}/api/v1/conversations/sam/interact -H "Authorization: Bearer {key}" \\
+  -H "Content-Type: application/json" -d '{{"action": {{"type": "text", "payload": "How do I reset my password?"}}}}'
+
 Beside it, the agentic demo "{copilot}" ({copilot_id}): instructions, two phases, an order-lookup tool served by
 this server at {base}/demo/orders/A-1001, set_variable and handoff. {model}
 
@@ -51,11 +57,13 @@ class Command(BaseCommand):
         call_command("migrate", interactive=False, verbosity=0)
         base = f"http://{host}:{port}"
         setup = demo_setup(base_url=base)
+        documents = demo_documents_load(project=setup.project)  # processed here: they answer before a worker runs
         missing = llm_missing(agent_spec_get(project=setup.copilot, version="development")[0])
         self.stdout.write(BANNER.format(
             project=setup.project.name, project_id=setup.project.id, version_id=setup.version.id, key=setup.key,
             base=base, username=setup.username, password=setup.password, copilot=setup.copilot.name,
             copilot_id=setup.copilot.id, copilot_key=setup.copilot_key,
+            documents=", ".join(f"{d.name}: {d.status}" for d in documents),
             model=f"\n{missing}" if missing else f"Its model: {settings.CONDUET_LLM_BASE_URL}.",
         ))
         if no_serve:
