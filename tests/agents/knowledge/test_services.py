@@ -427,3 +427,32 @@ def test_the_storage_path_keeps_only_a_safe_file_name(demo_project):
     document = KnowledgeDocument(project=demo_project, name="x", type="txt")
     assert services._storage_path(document, "..\\..\\windows\\evil name.txt").endswith("/evil_name.txt")
     assert services._storage_path(document, "..").endswith(f"/{document.id}/document")
+
+
+# --- the admin: read-only, with "process again" and a delete that takes the stored bytes
+
+def test_the_admin_shows_documents_and_processes_one_again(admin_client, demo_project, committed, run_worker,
+                                                          monkeypatch, settings):
+    document = text_document(demo_project, committed)
+    monkeypatch.setattr("agents.knowledge.chunking.chunk_document", lambda *a, **k: 1 / 0)
+    run_worker()
+    monkeypatch.undo()
+    monkeypatch.setattr("django_tasks_db.management.commands.db_worker.close_old_connections", lambda: None)
+
+    listing = admin_client.get("/admin/agents/knowledgedocument/").content.decode()
+    assert "Refund policy" in listing and "Processing failed: ZeroDivisionError" in listing
+    page = admin_client.get(f"/admin/agents/knowledgedocument/{document.pk}/change/")
+    assert page.status_code == 200 and b"Processing failed" in page.content
+    assert admin_client.get("/admin/agents/knowledgedocument/add/").status_code == 403
+
+    with committed():
+        admin_client.post("/admin/agents/knowledgedocument/",
+                          {"action": "process_again", "_selected_action": [document.pk]})
+    run_worker()
+    document.refresh_from_db()
+    assert (document.status, document.error) == ("ready", "")
+
+    path = settings.MEDIA_ROOT / document.stored_path
+    with committed():
+        admin_client.post(f"/admin/agents/knowledgedocument/{document.pk}/delete/", {"post": "yes"})
+    assert not KnowledgeDocument.objects.exists() and not path.exists()
