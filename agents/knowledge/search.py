@@ -78,6 +78,13 @@ def search_modes() -> list[str]:
     return ["lexical"]
 
 
+async def asearch_modes() -> list[str]:
+    """`search_modes()` for async code (/readyz)."""
+    if embeddings.embeddings_configured() and await index.avectors_available():
+        return list(MODES)
+    return ["lexical"]
+
+
 def answer_hits(outcome: SearchOutcome) -> list[Hit]:
     """The hits good enough to answer with when there is no model to judge them, best first: none unless the best
     hit clears the threshold (a lower-ranked hit that happens to share more words is not a better answer)."""

@@ -17,7 +17,9 @@ V1_OPERATIONS = {
 
 def test_healthz_and_readyz_need_no_key(client, settings):
     assert client.get("/healthz").json() == {"status": "ok"}
-    expected = {"status": "ok", "database": "ok", **({"redis": "ok"} if settings.REDIS_URL else {})}
+    expected = {"status": "ok", "database": "ok", **({"redis": "ok"} if settings.REDIS_URL else {}),
+                "knowledge": {"modes": ["lexical"], "embeddings": None}}
+    settings.CONDUET_EMBEDDINGS_BASE_URL = ""
     assert client.get("/readyz").json() == expected
 
 

@@ -174,7 +174,8 @@ def test_with_redis_stopped_the_api_works_and_readyz_says_so(redis_server, proje
     with daphne_server(env=server_env(REDIS_URL=url), log_path=tmp_path / "daphne.log") as base_url:
         with client(base_url, project_key) as http:
             assert http.post("/api/v1/conversations/jane/interact", json=LAUNCH).status_code == 200
-            assert http.get(f"{base_url}/readyz").json() == {"status": "ok", "database": "ok", "redis": "ok"}
+            assert http.get(f"{base_url}/readyz").json() == {"status": "ok", "database": "ok", "redis": "ok",
+                                                             "knowledge": {"modes": ["lexical"], "embeddings": None}}
             redis_process.terminate()
             redis_process.wait()
             responses = [http.post("/api/v1/conversations/jane/interact", json=LAUNCH) for _ in range(5)]
