@@ -174,9 +174,11 @@ def vectors_store(*, chunk_ids: Sequence[int], vectors: Sequence[Sequence[float]
                                "FROM unnest(%s::bigint[], %s::text[]) AS v(id, e) WHERE c.id = v.id", [ids, texts])
         else:
             table = sqlite_vec_table_ensure(cursor, dimensions)
+            tables = [sqlite_vec_table(d) for d in sqlite_vec_tables(cursor)]  # a model change leaves old ones
             for start in range(0, len(chunk_ids), VECTOR_BATCH):
                 ids = chunk_ids[start:start + VECTOR_BATCH]
-                cursor.execute(f"DELETE FROM {table} WHERE rowid IN ({', '.join(['%s'] * len(ids))})", list(ids))
+                for old in tables:
+                    cursor.execute(f"DELETE FROM {old} WHERE rowid IN ({', '.join(['%s'] * len(ids))})", list(ids))
                 cursor.executemany(f"INSERT INTO {table} (rowid, embedding, project_id) VALUES (%s, %s, %s)",
                                    [(chunk_id, vector_blob(vector), project_id)
                                     for chunk_id, vector in zip(ids, vectors[start:start + VECTOR_BATCH],

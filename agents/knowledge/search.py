@@ -17,6 +17,7 @@ out, stemmed in the project's language with the Snowball stemmers PostgreSQL's o
 chunk — with its document's name and headings — contains. Scores differ between databases and modes; this does not.
 `ANSWER_THRESHOLD` is set by the recall test set (tests/agents/knowledge/test_search.py)."""
 import importlib
+import math
 import re
 from dataclasses import dataclass, field
 
@@ -336,8 +337,9 @@ def filters_clean(filters) -> dict:
 def _hit(row: dict) -> Hit:
     from config.db import json_value
 
+    score = float(row["score"] or 0.0)
     return Hit(chunk_id=row["id"], document_id=row["document_id"], document_name=row["document_name"],
-               content=row["content"], score=float(row["score"] or 0.0),
+               content=row["content"], score=0.0 if math.isnan(score) else score,  # a zero vector's cosine
                metadata=json_value(row["metadata"]) or {}, heading_path=json_value(row["heading_path"]) or [])
 
 

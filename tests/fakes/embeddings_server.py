@@ -114,6 +114,16 @@ def embed(text: str) -> list[float]:
     return [x / norm for x in vector]
 
 
+def _folded(vector: list[float], dimensions: int) -> list[float]:
+    folded = [0.0] * dimensions
+    for i, x in enumerate(vector):
+        folded[i % dimensions] += x
+    norm = math.sqrt(sum(x * x for x in folded))
+    if not norm:
+        folded[0], norm = 1.0, 1.0
+    return [x / norm for x in folded]
+
+
 @dataclass(frozen=True)
 class Failure:
     status: int = 500
@@ -159,6 +169,7 @@ class EmbeddingsServer:
         self.record = record
         self.fast = not record
         self.delay = delay  # seconds before each answer
+        self.dimensions = DIMENSIONS  # fewer: each vector folded onto that many, unit length again (another "model")
         self.requests: list[EmbeddingsRequest] = []
         self._script: deque = deque()
         self._lock = threading.Lock()
@@ -278,6 +289,8 @@ class _Handler(BaseHTTPRequestHandler):
                                    "invalid_request_error"))
             return
         vectors = [embed(text) for text in inputs]
+        if owner.dimensions != DIMENSIONS:
+            vectors = [_folded(vector, owner.dimensions) for vector in vectors]
         if isinstance(answer, Wrong):
             vectors = vectors[:answer.count] if answer.count is not None else vectors
             if answer.ragged and vectors:
