@@ -32,7 +32,7 @@ def _postgres(connection) -> list:
                        "EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass('knowledge_chunk') "
                        "AND attname = 'embedding' AND NOT attisdropped)")
         installed, available, migrated, column = cursor.fetchone()
-    if installed and (column or not migrated):
+    if column or (not migrated and available):  # before its migration, which creates the extension and column
         return []
     if not available:
         problem = "this PostgreSQL server has no pgvector (the `vector` extension is not available)"
