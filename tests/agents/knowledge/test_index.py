@@ -166,3 +166,4 @@ def test_a_sqlite_vec_that_cannot_load_makes_search_lexical_never_a_crash(caplog
     assert [r.getMessage() for r in caplog.records].count(
         "sqlite-vec could not be loaded (AttributeError: no extension loading in this build): the knowledge base's "
         "search is lexical only.") == 1
+
