@@ -9,9 +9,10 @@ For each database it ingests a synthetic corpus of `--chunks` chunks twice, thro
 (`document_create_text` → `document_process`: store, extract, chunk, embed, index, one document after the other in
 one process, as one worker does): once lexical only, once with embeddings from the fake endpoint of
 tests/fakes/embeddings_server.py run as its own process. The documents are help-centre-like text over a
-Zipf-distributed vocabulary of made-up words, in sections of a few paragraphs. The in-run baseline is a plain
-`INSERT` of the same number of chunk-sized texts into a table with no index or trigger, in batches of 1,000: the
-floor of writing the rows at all; the table gives chunks/s and the ratio to it.
+Zipf-distributed vocabulary (its most frequent words English stop words, the rest made-up words), in sections of a
+few paragraphs. The in-run baseline is a plain `INSERT` of the same number of chunk-sized texts into a table with
+no index or trigger, in batches of 1,000: the floor of writing the rows at all; the table gives chunks/s and the
+ratio to it.
 
 Then, on the corpus with embeddings, `--queries` searches a mode (after a warm-up): each question is three to five
 words of a random chunk of the corpus, not in order. Semantic and hybrid search include embedding the question
@@ -53,12 +54,20 @@ def parse_args(argv=None):
 
 # --- the corpus
 
+# Real text's most frequent words are stop words (Zipf's top ranks): the vocabulary starts with them, in order.
+STOP_WORDS = ("the of and to a in is you that it for on with as are be this your can or by at from we have not "
+              "an will if our all when your more any may do has what about which their there so one been also "
+              "would how they each other into only than then these some its after before them should over such "
+              "use where most very just while both those through during here being same own why few down off "
+              "under again further once until because between against above below up out").split()
+
+
 def _vocabulary(rng: random.Random, size: int = 20_000) -> list[str]:
     letters = "abcdefghiklmnoprstuvy"
     words = set()
     while len(words) < size:
         words.add("".join(rng.choice(letters) for _ in range(rng.randint(4, 9))))
-    return sorted(words)
+    return list(dict.fromkeys(STOP_WORDS)) + sorted(words - set(STOP_WORDS))
 
 
 def _documents(rng: random.Random):
