@@ -8,8 +8,9 @@ from agents.selectors import spec_cache
 from agents.services import developer_token_create, project_api_key_create, project_create, version_publish
 from tests.factories import MembershipFactory, ProjectFactory, UserFactory, WorkspaceFactory
 
-# Real servers on loopback: an HTTP tool endpoint, an OpenAI-compatible model, an MCP tool server.
-pytest_plugins = ["tests.fakes.tool_server", "tests.fakes.llm_server", "tests.fakes.mcp_server"]
+# Real servers on loopback: an HTTP tool endpoint, an OpenAI-compatible model and embeddings endpoint, an MCP server.
+pytest_plugins = ["tests.fakes.tool_server", "tests.fakes.llm_server", "tests.fakes.mcp_server",
+                  "tests.fakes.embeddings_server"]
 
 
 @pytest.fixture(autouse=True)

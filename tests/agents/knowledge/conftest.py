@@ -8,8 +8,6 @@ from agents.knowledge.index import chunks_replace
 from agents.knowledge.models import KnowledgeDocument
 from tests.factories import ProjectFactory
 
-pytest_plugins = ["tests.fakes.embeddings_server"]
-
 
 def document_index(*, project, name: str, text: str, metadata: dict | None = None,
                    status: str = KnowledgeDocument.Status.READY) -> KnowledgeDocument:
