@@ -16,7 +16,9 @@ server_start_refusal()  # no server on the published development SECRET_KEY outs
 from channels.routing import ProtocolTypeRouter  # noqa: E402  (needs the app registry loaded)
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
 
-application = ProtocolTypeRouter({"http": ASGIStaticFilesHandler(django_asgi_app)})
+from config.api.body_limit import BodyLimit  # noqa: E402
+
+application = ProtocolTypeRouter({"http": BodyLimit(ASGIStaticFilesHandler(django_asgi_app))})
 
 # A process holding a thousand open streams allocates steadily (every chunk is a few objects); with the default
 # thresholds its garbage collector ran full passes of 0.5–0.85 s that stalled the event loop, 30–45% of its time

@@ -1,0 +1,69 @@
+"""A cap on request bodies under /api/ and /tenants/, applied before Django reads them.
+
+Django's ASGI handler spools a whole body to a temporary file before any view runs, and a body sent without
+Content-Length (`Transfer-Encoding: chunked`) cannot be refused by length: without this, a client could make every
+process write gigabytes to disk before hearing 413. The cap is the largest body any endpoint takes (a knowledge-base
+upload plus its multipart framing); the views apply their own, smaller limits (1 MiB of JSON, the upload size) with
+their own messages."""
+from django.conf import settings
+
+from config.api.errors import ErrorCode, error_body
+from config.api.middleware import is_api_path
+
+MULTIPART_SLACK = 1024 * 1024  # the multipart framing and the other fields of an upload
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+def body_limit() -> int:
+    return max(settings.DATA_UPLOAD_MAX_MEMORY_SIZE, settings.CONDUET_KB_MAX_DOCUMENT_BYTES + MULTIPART_SLACK)
+
+
+async def _refuse(send, limit: int) -> None:
+    import json
+
+    body = json.dumps(error_body(f"Request body is larger than the largest this server takes ({limit} bytes).",
+                                 ErrorCode.PAYLOAD_TOO_LARGE)).encode()
+    await send({"type": "http.response.start", "status": 413,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                            (b"connection", b"close")]})
+    await send({"type": "http.response.body", "body": body})
+
+
+class BodyLimit:
+    """ASGI middleware: 413 at once for a declared length over the cap, and as soon as a chunked body passes it."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or not is_api_path(scope.get("path", "")):
+            return await self.app(scope, receive, send)
+        limit = body_limit()
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            return await _refuse(send, limit)
+        received = 0
+        started = False
+
+        async def limited_receive():
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    raise BodyTooLarge
+            return message
+
+        async def watched_send(message):
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, watched_send)
+        except BodyTooLarge:
+            if not started:
+                await _refuse(send, limit)
