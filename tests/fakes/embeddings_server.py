@@ -242,6 +242,9 @@ class EmbeddingsServer:
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, as the SDK's pool expects
+    # The headers and the body go out in two writes: with Nagle's algorithm the second waits for the client's
+    # delayed ACK of the first, 40 ms on Linux — every request of a keep-alive connection would take that long.
+    disable_nagle_algorithm = True
     owner: EmbeddingsServer
 
     def log_message(self, *args) -> None:  # quiet
