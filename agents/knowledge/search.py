@@ -16,6 +16,7 @@ documents are found.
 out, stemmed in the project's language with the Snowball stemmers PostgreSQL's own dictionaries use) that the
 chunk — with its document's name and headings — contains. Scores differ between databases and modes; this does not.
 `ANSWER_THRESHOLD` is set by the recall test set (tests/agents/knowledge/test_search.py)."""
+import functools
 import importlib
 import math
 import re
@@ -29,6 +30,7 @@ MODES = ("lexical", "semantic", "hybrid")
 RRF_K = 60
 MAX_TOP_K = 50
 MAX_QUERY_CHARS = 1000
+ANY_CANDIDATES = 400  # PostgreSQL: chunks holding any one of the question's terms that are ranked
 EF_SEARCH = 100  # HNSW candidates per scan (pgvector's default is 40)
 # A hit answers a question without a model when it holds at least this share of the question's content words. Below
 # it, most off-topic questions of the test set; above it, most on-topic ones (see test_search.py's figures).
@@ -263,32 +265,66 @@ class _Plan:
         return sql, params
 
     def _pg_lexical(self) -> list:
+        # Tiers, so that the common words of a question do not make every chunk a candidate to rank: the chunks
+        # holding all its terms (the AND: selective over the GIN index); only when they are fewer than the depth,
+        # those holding at least two of them; only then those holding any — and of those, at most
+        # ANY_CANDIDATES are ranked (a single common word may match most of the corpus). The final order over this
+        # small set is the one of a full scan: how many of the question's terms a chunk holds, then ts_rank_cd
+        # (scaled into 0..1 by flag 32). `knowledge_query` (migration 0003) is IMMUTABLE and written inline, so the
+        # planner folds each tier's tsquery into a constant: the GIN index takes it, with a real estimate; a
+        # question of stop words only is NULL, which matches nothing. A tier after a full one is not run at all
+        # (a one-time filter on the earlier tiers' count).
         where, params = self._where()
-        # querytree keeps the indexable part of the tsquery (no negations; '' or 'T' when nothing is left: NULL,
-        # which matches nothing). Written inline, the planner folds it into a constant: the GIN index takes it,
-        # with a real selectivity estimate. Rank: how many of the question's terms the chunk holds, then
-        # ts_rank_cd (scaled into 0..1 by flag 32).
-        query = ("replace(nullif(nullif(querytree(websearch_to_tsquery(knowledge_regconfig(%s), %s))::text, ''), "
-                 "'T'), ' & ', ' | ')::tsquery")
+        lq = [self.language, self.query]
+
+        def query(matching: int) -> str:
+            return f"knowledge_query(%s, %s, {matching})"
+
+        def tier(matching: int, enough: str, limit: int) -> tuple[str, list]:
+            sql = (f"SELECT c.id FROM knowledge_chunk c JOIN knowledge_document d ON d.id = c.document_id "
+                   f"WHERE {enough}c.search @@ {query(matching)}{where} "
+                   f"ORDER BY ts_rank_cd(c.search, {query(1)}, 32) DESC, c.id LIMIT %s")
+            return sql, [*lq, *params, *lq, limit]
+
+        all_sql, all_params = tier(0, "", self.depth)
+        two_sql, two_params = tier(2, "(SELECT count(*) FROM t_all) < %s AND ", self.depth)
+        any_sql = (f"SELECT id FROM (SELECT c.id, c.search FROM knowledge_chunk c "
+                   f"JOIN knowledge_document d ON d.id = c.document_id "
+                   f"WHERE (SELECT count(*) FROM (SELECT id FROM t_all UNION SELECT id FROM t_two) found) < %s "
+                   f"AND c.search @@ {query(1)}{where} LIMIT %s) capped "
+                   f"ORDER BY ts_rank_cd(capped.search, {query(1)}, 32) DESC, id LIMIT %s")
         matched = ("(SELECT count(*) FROM unnest(tsvector_to_array(to_tsvector(knowledge_regconfig(%s), %s))) term "
                    "WHERE c.search @@ quote_literal(term)::tsquery)")
-        sql = (f"SELECT {_COLUMNS}, {matched} + ts_rank_cd(c.search, {query}, 32) AS score "
-               f"FROM knowledge_chunk c JOIN knowledge_document d ON d.id = c.document_id "
-               f"WHERE c.search @@ {query}{where} ORDER BY score DESC, c.id LIMIT %s")
-        language_query = [self.language, self.query]
-        return [(sql, [*language_query * 3, *params, self.depth])]
+        sql = (f"WITH t_all AS ({all_sql}), t_two AS ({two_sql}), t_any AS ({any_sql}), "
+               f"found AS (SELECT id FROM t_all UNION SELECT id FROM t_two UNION SELECT id FROM t_any) "
+               f"SELECT {_COLUMNS}, {matched} + ts_rank_cd(c.search, {query(1)}, 32) AS score "
+               f"FROM found JOIN knowledge_chunk c ON c.id = found.id "
+               f"JOIN knowledge_document d ON d.id = c.document_id ORDER BY score DESC, c.id LIMIT %s")
+        # The capped tier's LIMIT makes a sequential scan look cheap (it stops at the cap — unless the terms are
+        # rare, and then it reads the whole table): the index, always (SET LOCAL: this transaction only).
+        return [("SET LOCAL enable_seqscan = off", []),
+                (sql, [*all_params, self.depth, *two_params,
+                       self.depth, *lq, *params, ANY_CANDIDATES, *lq, self.depth,
+                       *lq, *lq, self.depth])]
 
     def _sqlite_lexical(self) -> list:
         words = [word for word in re.findall(r"\w+", self.query.lower()) if word not in STOP_WORDS]
         if not words:
             return []
-        match = " OR ".join(f'"{word}"' for word in dict.fromkeys(words))
+        # The project is a token of the FTS table's `project` column (migration 0003), so that FTS5 filters and
+        # ranks inside its index, and hands over only its best rows (`ORDER BY rank LIMIT`): the ready/filter
+        # conditions are applied to those, over-fetched so that they leave enough (CROSS JOIN: SQLite's planner
+        # keeps that order, rather than reading the project's every chunk to look each up in the matches). With
+        # metadata filters, which may keep few of the project's chunks, every match is joined instead.
+        match = (f'project : "{sqlite_project_token(self.project_id)}" AND body : ('
+                 + " OR ".join(f'"{word}"' for word in dict.fromkeys(words)) + ")")
+        fetch = -1 if self.filters else self.depth * 4 + 50
         where, params = self._where()
-        sql = (f"SELECT {_COLUMNS}, -bm25(knowledge_chunk_fts) AS score FROM knowledge_chunk_fts "
-               f"JOIN knowledge_chunk c ON c.id = knowledge_chunk_fts.rowid "
-               f"JOIN knowledge_document d ON d.id = c.document_id "
-               f"WHERE knowledge_chunk_fts MATCH %s{where} ORDER BY score DESC, c.id LIMIT %s")
-        return [(sql, [match, *params, self.depth])]
+        sql = (f"SELECT {_COLUMNS}, -fts.rank AS score FROM (SELECT rowid, rank FROM knowledge_chunk_fts "
+               f"WHERE knowledge_chunk_fts MATCH %s ORDER BY rank LIMIT %s) fts "
+               f"CROSS JOIN knowledge_chunk c ON c.id = fts.rowid JOIN knowledge_document d ON d.id = c.document_id "
+               f"WHERE 1 = 1{where} ORDER BY fts.rank, c.id LIMIT %s")
+        return [(sql, [match, fetch, *params, self.depth])]
 
     def _pg_semantic(self, vector: list[float]) -> list:
         dims, literal = len(vector), index.vector_text(vector)
@@ -315,6 +351,11 @@ class _Plan:
                f"JOIN knowledge_chunk c ON c.id = knn.rowid JOIN knowledge_document d ON d.id = c.document_id "
                f"WHERE 1 = 1{where} ORDER BY knn.distance, c.id LIMIT %s")
         return [(sql, [index.vector_blob(vector), self._sqlite_vec_k(), self.project_id, *params, self.depth])]
+
+
+def sqlite_project_token(project_id: str) -> str:
+    """The token of a project in the FTS table's `project` column, as migration 0003's trigger writes it."""
+    return "k" + project_id.encode().hex() + "0"
 
 
 _COLUMNS = ("c.id, c.document_id, d.name AS document_name, c.content, c.metadata, c.heading_path")
@@ -372,12 +413,18 @@ def _stemmer(language: str):
 _stemmers: dict[str, object] = {}
 
 
-def _stems(text: str, language: str) -> list[str]:
+@functools.lru_cache(maxsize=200_000)
+def _stem(word: str, language: str) -> str:
+    """One word's stem, remembered: Snowball in pure Python costs ~0.2 ms a word, and every hit's words are stemmed
+    (a corpus's vocabulary is far smaller than its words)."""
     if language not in _stemmers:
         _stemmers[language] = _stemmer(language)
     stemmer = _stemmers[language]
-    words = [word for word in re.findall(r"\w\w+", text.lower()) if word not in STOP_WORDS]
-    return stemmer.stemWords(words) if stemmer else words
+    return stemmer.stemWord(word) if stemmer else word
+
+
+def _stems(text: str, language: str) -> list[str]:
+    return [_stem(word, language) for word in re.findall(r"\w\w+", text.lower()) if word not in STOP_WORDS]
 
 
 def query_terms(query: str, language: str) -> set[str]:

@@ -103,14 +103,42 @@ POSTGRES_SQL = [
        END $$""",
     """CREATE TRIGGER knowledge_chunk_search BEFORE INSERT OR UPDATE OF content, heading_path ON knowledge_chunk
        FOR EACH ROW EXECUTE FUNCTION knowledge_chunk_search()""",
+    # A question's tsquery for search.py's tiers: matching 0 = all its terms (websearch_to_tsquery's AND, phrases
+    # kept), 2 = at least two of them (the OR of each pair; NULL for fewer than 2 or more than 8 terms), 1 = any.
+    # querytree drops what no index can take (negations); NULL when nothing is left (stop words only). IMMUTABLE,
+    # so that with constant arguments the planner folds it into a constant the GIN index takes.
+    r"""CREATE FUNCTION knowledge_query(language text, question text, matching integer) RETURNS tsquery
+       LANGUAGE plpgsql IMMUTABLE STRICT AS $$
+       DECLARE
+         tree text := querytree(websearch_to_tsquery(knowledge_regconfig(language), question))::text;
+         terms text[];
+         pairs text[] := '{}';
+       BEGIN
+         IF tree IN ('', 'T') THEN RETURN NULL; END IF;
+         IF matching = 0 THEN RETURN tree::tsquery; END IF;
+         IF matching = 1 THEN RETURN replace(tree, ' & ', ' | ')::tsquery; END IF;
+         terms := ARRAY(SELECT DISTINCT m[1] FROM regexp_matches(tree, '(''(?:[^'']|'''')*''(?::\*)?)', 'g') AS m);
+         IF cardinality(terms) < 2 OR cardinality(terms) > 8 THEN RETURN NULL; END IF;
+         FOR i IN 1..cardinality(terms) - 1 LOOP
+           FOR j IN i + 1..cardinality(terms) LOOP
+             pairs := pairs || ('(' || terms[i] || ' & ' || terms[j] || ')');
+           END LOOP;
+         END LOOP;
+         RETURN array_to_string(pairs, ' | ')::tsquery;
+       END $$""",
 ]
 
 SQLITE_SQL = [
-    # Contentless: the text lives in knowledge_chunk; `contentless_delete` lets the trigger delete by rowid.
+    # Contentless: the text lives in knowledge_chunk; `contentless_delete` lets the trigger delete by rowid. The
+    # `project` column holds one token naming the chunk's project (`k` + its id's hex + `0`: the tokenizer would
+    # split and case-fold the id itself), so that a search's MATCH filters the project inside the index, and FTS5
+    # ranks only that project's chunks (its `rank`: bm25 of the body alone).
     """CREATE VIRTUAL TABLE knowledge_chunk_fts USING fts5(
-         body, content='', contentless_delete=1, tokenize='porter unicode61 remove_diacritics 2')""",
+         project, body, content='', contentless_delete=1, tokenize='porter unicode61 remove_diacritics 2')""",
+    "INSERT INTO knowledge_chunk_fts (knowledge_chunk_fts, rank) VALUES ('rank', 'bm25(0.0, 1.0)')",
     """CREATE TRIGGER knowledge_chunk_fts_insert AFTER INSERT ON knowledge_chunk BEGIN
-         INSERT INTO knowledge_chunk_fts (rowid, body) VALUES (NEW.id,
+         INSERT INTO knowledge_chunk_fts (rowid, project, body) VALUES (NEW.id,
+           'k' || lower(hex(NEW.project_id)) || '0',
            coalesce((SELECT name FROM knowledge_document WHERE id = NEW.document_id), '') || ' '
            || coalesce((SELECT group_concat(value, ' ') FROM json_each(NEW.heading_path)), '') || ' '
            || NEW.content);
@@ -141,6 +169,7 @@ def remove_search(apps, schema_editor):
     if schema_editor.connection.vendor == "postgresql":
         schema_editor.execute("DROP TRIGGER IF EXISTS knowledge_chunk_search ON knowledge_chunk")
         schema_editor.execute("DROP FUNCTION IF EXISTS knowledge_chunk_search()")
+        schema_editor.execute("DROP FUNCTION IF EXISTS knowledge_query(text, text, integer)")
         schema_editor.execute("DROP FUNCTION IF EXISTS knowledge_regconfig(text)")
     elif schema_editor.connection.vendor == "sqlite":
         schema_editor.execute("DROP TABLE IF EXISTS knowledge_chunk_fts")
