@@ -1,15 +1,17 @@
 """Reads on projects for the runtime: the frozen AgentSpec of a version, cached in process. A cache hit costs no
 query: a turn never reads or parses a document it has already compiled (keys name immutable definitions). The spec
 is built from the document with its tool secrets decrypted (`agents/secrets.py`): the only place they are opened."""
+import hashlib
 import logging
 import threading
 from collections import OrderedDict
 
 from asgiref.sync import sync_to_async
+from django.db.models import QuerySet
 
 from agents.models import Project, ProjectVersion
 from agents.runtime import AgentSpec, DocumentError
-from agents.secrets import document_open
+from agents.secrets import document_open, document_redact
 from config import db
 from config.api.errors import ApiError, ErrorCode, NotFound
 
@@ -112,3 +114,43 @@ async def agent_spec_aget(*, project: Project, version: str = DEVELOPMENT) -> tu
     if version == DEVELOPMENT and "document" in project.get_deferred_fields():
         return await sync_to_async(db.released(_development_build))(project.id), DEVELOPMENT
     return await sync_to_async(db.released(agent_spec_get))(project=project, version=version)
+
+
+# --- the Project Management API's reads (a developer token's user: the projects of their workspaces) ---------------
+
+def projects_of_user(*, user) -> QuerySet:
+    """The projects of every workspace `user` is a member of, without their documents (a listing shows none). One
+    membership per (workspace, user), so the join yields each project once."""
+    return Project.objects.filter(workspace__memberships__user=user).defer("document")
+
+
+def project_of_user(*, user, project_id: str, document: bool = True) -> Project:
+    """One project of `user`'s workspaces; 404 for any other (never saying that it exists). `document=False` defers
+    the document, for a write that reads it again under its row lock."""
+    projects = Project.objects.filter(workspace__memberships__user=user, id=project_id)
+    project = (projects if document else projects.defer("document")).first()
+    if project is None:
+        raise NotFound(f"Project {project_id} not found.")
+    return project
+
+
+def project_document(project: Project) -> dict:
+    """`Project.as_document()` with the redaction applied to the `tools` part only, where header values live: the
+    whole document is not deep-copied (a large project holds megabytes of workflows)."""
+    document = project.as_document(sealed=True)
+    document["tools"] = document_redact({"tools": document["tools"]})["tools"]
+    return document
+
+
+def project_etag(project: Project) -> str:
+    """The project's entity tag: it changes with every write (each sets `updated_at`), without reading the
+    document."""
+    raw = f"{project.pk}:{project.updated_at.isoformat()}".encode()
+    return f'"{hashlib.blake2b(raw, digest_size=12).hexdigest()}"'
+
+
+def etag_matches(if_match: str, etag: str) -> bool:
+    """RFC 9110 If-Match: `*`, or a list of entity tags one of which is `etag` (strong comparison: a weak tag never
+    matches)."""
+    candidates = [candidate.strip() for candidate in if_match.split(",")]
+    return "*" in candidates or etag in candidates

@@ -11,10 +11,12 @@ sees). `allowedToolIds` names project tool ids (an MCP tool's server id): absent
 tool; the harness's list and a phase's (or an `agent` step's) list both apply, so a tool must pass each that is
 given. Built-in tools (set_variable, handoff, end_conversation, workflows, knowledge and data search) are always
 offered."""
+import re
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
 from agents.runtime.builtins import BUILT_IN_TOOLS, workflow_tools
+from agents.runtime.cache import WORKFLOWS, json_digest
 from agents.runtime.matching import IntentIndex
 from agents.runtime.steps import STEP_TYPES, Step, StepBuild
 from agents.runtime.templates import Expression
@@ -27,6 +29,10 @@ MAX_RATE_LIMIT_PER_MINUTE = 100_000
 MAX_TURN_TIMEOUT_SECONDS = 3600
 VARIABLE_TYPES = ("string", "number", "integer", "boolean", "object", "array")
 DEFAULT_MAX_HANDOFFS = 2
+MAX_TEMPERATURE = 2
+MAX_MODEL_TOKENS = 1_000_000
+COLOR_RE = re.compile(r"#(?:[0-9a-fA-F]{3}|[0-9a-fA-F]{6}|[0-9a-fA-F]{8})")  # fullmatch
+WIDGET_TEXTS = ("title", "welcomeMessage")
 
 
 @dataclass(frozen=True, eq=False)
@@ -126,7 +132,8 @@ class _Builder:
         if framework not in ("conversation-flow", "agentic"):
             self.error("framework", "Expected conversation-flow or agentic.")
         instructions = self.part("instructions", str, "")
-        model = self.part("model", dict, {})
+        model = self.model(self.part("model", dict, {}))
+        self.widget(self.part("widget", dict, {}))
         tools = self.part("tools", list, [])
         for where, messages in check_tools(tools).items():
             self.errors.setdefault(where, []).extend(messages)
@@ -172,6 +179,32 @@ class _Builder:
                                MAX_TURN_TIMEOUT_SECONDS)
         return per_minute, timeout
 
+    def model(self, model: dict) -> dict:
+        """`model`: the name (else the operator's CONDUET_LLM_MODEL), temperature and maxTokens go to the model
+        endpoint as they are, so a value it would refuse is refused here, when it is written, not at the turn."""
+        name = model.get("name")
+        if name is not None and not isinstance(name, str):
+            self.error("model.name", "Expected a model name (text); empty or absent: the server's default model.")
+        temperature = model.get("temperature")
+        if temperature is not None and (isinstance(temperature, bool) or not isinstance(temperature, int | float)
+                                        or not 0 <= temperature <= MAX_TEMPERATURE):
+            self.error("model.temperature", f"Expected a number from 0 to {MAX_TEMPERATURE}.")
+        self.bounded(model.get("maxTokens"), "model.maxTokens", MAX_MODEL_TOKENS)
+        return model
+
+    def widget(self, widget: dict) -> None:
+        """`widget`: what the embeddable chat shows (title, colour, welcome message, starter questions)."""
+        for name in WIDGET_TEXTS:
+            if widget.get(name) is not None and not isinstance(widget[name], str):
+                self.error(f"widget.{name}", "Expected text.")
+        color = widget.get("color")
+        if color is not None and (not isinstance(color, str) or not COLOR_RE.fullmatch(color)):
+            self.error("widget.color", "Expected a hex colour such as #4f46e5.")
+        starters = widget.get("starters")
+        if starters is not None and (not isinstance(starters, list)
+                                     or not all(isinstance(item, str) and item for item in starters)):
+            self.error("widget.starters", "Expected a list of texts.")
+
     def bounded(self, value, where: str, most: int) -> int | None:
         if value is None:
             return None
@@ -188,6 +221,9 @@ class _Builder:
             name = item.get("name") if isinstance(item, dict) else None
             if not isinstance(name, str) or not VARIABLE_NAME_RE.fullmatch(name):
                 self.error(where, "A variable is an object with a name of letters, digits and _.")
+                continue
+            if name in types:
+                self.error(f"{where}.name", f"Duplicate variable name {name!r}.")
                 continue
             kind = item.get("type")
             if kind is not None and kind not in VARIABLE_TYPES:
@@ -294,6 +330,8 @@ class _Builder:
 
     def workflows(self, items: list) -> dict[str, Workflow]:
         ids = [item.get("id") if isinstance(item, dict) else None for item in items]
+        workflow_ids = frozenset(i for i in ids if isinstance(i, str) and i)
+        ids_digest = json_digest(sorted(workflow_ids))
         built: dict[str, Workflow] = {}
         for i, item in enumerate(items):
             where = f"workflows[{i}]"
@@ -307,12 +345,24 @@ class _Builder:
             if ids.count(workflow_id) > 1:
                 self.error(where, f"Duplicate workflow id {workflow_id!r}.")
                 continue
-            workflow = self.workflow(item, where, set(filter(None, ids)))
+            # A workflow compiles from its own JSON and the document's workflow ids alone, and a compiled one is
+            # immutable: one that a previous document held unchanged (a write of another part) is not compiled
+            # again. Only workflows without a fault are cached.
+            key = json_digest(item)
+            workflow = WORKFLOWS.get((key, ids_digest)) if key is not None else None
+            if workflow is None:
+                faults = self.fault_count()
+                workflow = self.workflow(item, where, workflow_ids)
+                if workflow is not None and key is not None and self.fault_count() == faults:
+                    WORKFLOWS.put((key, ids_digest), workflow)
             if workflow is not None:
                 built[workflow_id] = workflow
         return built
 
-    def workflow(self, item: dict, where: str, workflow_ids: set) -> Workflow | None:
+    def fault_count(self) -> int:
+        return sum(len(messages) for messages in self.errors.values())
+
+    def workflow(self, item: dict, where: str, workflow_ids: frozenset[str]) -> Workflow | None:
         name = item.get("name", item["id"])
         if not isinstance(name, str) or not name:
             self.error(where, "A workflow needs a name.")
@@ -342,7 +392,7 @@ class _Builder:
             self.connection(connection, f"{where}.connections[{k}]", raw, ports)
         steps = {}
         for step_id, (j, step) in raw.items():
-            compiled = self.step(step, f"{where}.steps[{j}]", ports[step_id], frozenset(workflow_ids))
+            compiled = self.step(step, f"{where}.steps[{j}]", ports[step_id], workflow_ids)
             if compiled is not None:
                 steps[step_id] = compiled
         if len(starts) != 1:

@@ -19,6 +19,8 @@ from jsonschema.exceptions import best_match
 from jsonschema.validators import validator_for
 
 from agents.runtime.ports import ToolDefinition
+from agents.runtime.templates import Template
+from agents.runtime.types import DocumentError
 from agents.runtime.values import VARIABLE_NAME_RE, json_value
 
 TOOL_NAME_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")  # what a model may call (OpenAI function names); fullmatch
@@ -88,6 +90,7 @@ def _check_http(tool: Mapping, where: str, error) -> None:
         _check_url(http.get("url"), f"{where}.http.url", error)
         _check_headers(http.get("headers"), f"{where}.http.headers", error)
         _check_timeout(http.get("timeoutMs"), f"{where}.http.timeoutMs", error)
+        _check_templates(http, where, error)
     parameters = tool.get("parameters")
     if parameters is not None:
         for message in schema_problems(parameters):
@@ -110,6 +113,40 @@ def _check_mcp(tool: Mapping, where: str, error) -> None:
     prefix = tool.get("prefix")
     if prefix is not None and (not isinstance(prefix, str) or not TOOL_NAME_RE.fullmatch(prefix)):
         error(f"{where}.prefix", "A prefix is 1 to 64 letters, digits, _ or -.")
+
+
+def _check_templates(http: Mapping, where: str, error) -> None:
+    """The URL, the header values and the body's strings are Jinja templates (`agents/tools.py` renders them over
+    the arguments): one that does not compile is refused now rather than failing every call. A header's fault never
+    quotes it (header values are secrets)."""
+    def check(source: Any, at: str, secret: bool = False) -> None:
+        if not isinstance(source, str) or "{" not in source:
+            return
+        try:
+            Template(source, at)
+        except DocumentError as exc:
+            error(at, "Not a valid template." if secret else exc.details[at][0])
+
+    check(http.get("url"), f"{where}.http.url")
+    headers = http.get("headers")
+    if isinstance(headers, Mapping):
+        for name, value in headers.items():
+            check(value, f"{where}.http.headers.{name}", secret=True)
+    if "body" in http:
+        _check_body(http["body"], f"{where}.http.body", check)
+
+
+def _check_body(body: Any, where: str, check, depth: int = 0) -> None:
+    if depth > 32:
+        return
+    if isinstance(body, str):
+        check(body, where)
+    elif isinstance(body, Mapping):
+        for key, value in body.items():
+            _check_body(value, f"{where}.{key}", check, depth + 1)
+    elif isinstance(body, list):
+        for i, value in enumerate(body):
+            _check_body(value, f"{where}[{i}]", check, depth + 1)
 
 
 def _check_url(url: Any, where: str, error) -> None:
