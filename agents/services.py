@@ -3,6 +3,8 @@
 import copy
 import hashlib
 import json
+import logging
+import re
 import secrets
 from dataclasses import dataclass
 
@@ -32,6 +34,8 @@ from agents.models import (
 from agents.runtime import DocumentError, validate_document
 from agents.secrets import document_open, document_seal
 
+logger = logging.getLogger(__name__)
+
 
 def workspace_create(*, name: str, slug: str | None = None, owner: AbstractBaseUser | None = None) -> Workspace:
     with transaction.atomic():
@@ -47,41 +51,106 @@ def project_create(*, workspace: Workspace, name: str, document: dict | None = N
     source = copy.deepcopy(document or {})  # the row must not share nested objects with the caller's dict
     parts = {part: source.get(part, default) for part, default in default_document().items()}
     framework = framework or source.get("framework") or Project.Framework.CONVERSATION_FLOW
-    validate_document({**parts, "framework": framework})
-    parts = document_seal(parts)
+    fields = {"name": name, "description": description if description is not None else source.get("description"),
+              "language": source.get("language", language)}
+    _validate(parts, fields, framework)
+    parts = _sealed(parts, previous=None)
     return Project.objects.create(
         workspace=workspace,
-        name=name,
         slug=slug or source.get("slug") or slugify(name) or "project",
-        description=description if description is not None else source.get("description"),
         framework=framework,
-        language=source.get("language", language),
         document=parts,
+        **fields,
     )
 
 
 PROJECT_FIELDS = ("name", "description", "language")
+MAX_NAME = 200
+LANGUAGE_RE = re.compile(r"[A-Za-z]{2,8}(?:-[A-Za-z0-9]{1,8}){0,3}")  # a BCP 47 tag, roughly; fullmatch
+MAX_LANGUAGE = 16
 
 
-def project_update(*, project: Project, document: dict, replace: bool = False) -> Project:
+def project_update(*, project: Project, document: dict, replace: bool = False, if_match: str | None = None
+                   ) -> Project:
     """Writes a project document (the API's shape, `Project.as_document`): the parts it has replace the stored ones
     (`replace=True`: the parts it lacks take a blank project's), as do `name`, `description`, `language` and
     `framework` when present. The result is validated as a whole (`DocumentError`, nothing stored) and its secrets
-    sealed: a header value sent back redacted keeps the stored value."""
-    source = copy.deepcopy(document)
-    stored = project.document
-    parts = {part: source[part] if part in source else default if replace else stored.get(part, default)
-             for part, default in default_document().items()}
-    framework = source.get("framework") or project.framework
-    validate_document({**parts, "framework": framework})
-    parts = document_seal(parts, previous=stored)
-    for field in PROJECT_FIELDS:
-        if field in source:
-            setattr(project, field, source[field])
-    project.framework = framework
-    project.document = parts
-    project.save()
+    sealed: a header value sent back redacted keeps the stored value.
+
+    The merge is made onto the row as it is under a row lock (`SELECT … FOR UPDATE`), so two writers that change
+    different parts both keep their change. `if_match` (an `If-Match` header: ETags of `project_etag`, or `*`)
+    makes the write conditional: a stale one is `412 PRECONDITION_FAILED` and nothing is written. `project` is
+    refreshed with what was stored."""
+    source = _json_copy(document)  # the row must not share nested objects with the caller's dict
+    return _project_write(project=project, if_match=if_match, change=lambda _row: source, replace=replace)
+
+
+def _project_write(*, project: Project, if_match: str | None, change, replace: bool = False) -> Project:
+    """The one write path of a development document: lock the row, check the precondition, merge `change(row)` (a
+    partial document computed from the locked row) onto it, validate the whole, seal, store."""
+    from agents.selectors import etag_matches, project_etag
+    from config.api.errors import ApiError, ErrorCode, NotFound
+
+    with transaction.atomic():
+        row = Project.objects.select_for_update().filter(pk=project.pk).first()
+        if row is None:
+            raise NotFound(f"Project {project.pk} not found.")
+        if if_match is not None and not etag_matches(if_match, project_etag(row)):
+            raise ApiError("The project changed since you read it (If-Match does not match its ETag): read it again "
+                           "and re-apply your change.", code=ErrorCode.PRECONDITION_FAILED)
+        source = change(row)
+        stored = row.document
+        parts = {part: source[part] if part in source else default if replace else stored.get(part, default)
+                 for part, default in default_document().items()}
+        fields = {field: source[field] if field in source else getattr(row, field) for field in PROJECT_FIELDS}
+        framework = source.get("framework") or row.framework
+        _validate(parts, fields, framework)
+        parts = _sealed(parts, previous=stored)
+        for field, value in fields.items():
+            setattr(row, field, value)
+        row.framework = framework
+        row.document = parts
+        row.save()
+    for model_field in Project._meta.concrete_fields:
+        setattr(project, model_field.attname, getattr(row, model_field.attname))
     return project
+
+
+def _validate(parts: dict, fields: dict, framework: str) -> None:
+    """The document's parts (the engine's validation) and the project's own fields, every fault named at once."""
+    problems: dict[str, list[str]] = {}
+    name = fields.get("name")
+    if not isinstance(name, str) or not name.strip() or len(name) > MAX_NAME:
+        problems["name"] = [f"Expected a name of 1 to {MAX_NAME} characters."]
+    if fields.get("description") is not None and not isinstance(fields["description"], str):
+        problems["description"] = ["Expected text or null."]
+    language = fields.get("language")
+    if not isinstance(language, str) or len(language) > MAX_LANGUAGE or not LANGUAGE_RE.fullmatch(language):
+        problems["language"] = ["Expected a language tag such as en or pt-BR."]
+    try:
+        validate_document({**parts, "framework": framework})
+    except DocumentError as exc:
+        problems.update(exc.details)
+    if problems:
+        raise DocumentError.listing(problems)
+
+
+def _sealed(parts: dict, previous: dict | None) -> dict:
+    """`document_seal` of the `tools` part alone: header values live only there, and sealing the whole document
+    would deep-copy every workflow of a large project for nothing."""
+    tools = parts.get("tools")
+    if not isinstance(tools, list):
+        return parts
+    kept = {"tools": previous.get("tools")} if isinstance(previous, dict) else None
+    return {**parts, "tools": document_seal({"tools": tools}, previous=kept)["tools"]}
+
+
+def _json_copy(value):
+    """A deep copy of JSON data (a JSON round trip is several times faster than `copy.deepcopy`)."""
+    try:
+        return json.loads(json.dumps(value))
+    except (TypeError, ValueError):
+        return copy.deepcopy(value)
 
 
 def project_snapshot(project: Project) -> dict:
@@ -99,7 +168,7 @@ def version_publish(*, project: Project, name: str = "", user: AbstractBaseUser 
     """Freezes `development` into an immutable version and makes it `production`. A header value stored before
     secrets were sealed is sealed in the snapshot (`DocumentError` if a sealed one no longer decrypts)."""
     stored = project_snapshot(project)
-    snapshot = document_seal(stored, previous=stored)
+    snapshot = _sealed(stored, previous=stored)
     with transaction.atomic():
         version = ProjectVersion.objects.create(
             project=project, name=name, snapshot=snapshot, digest=snapshot_digest(snapshot), created_by=user
@@ -211,3 +280,119 @@ def _opened_or_none(document: dict) -> dict | None:
         return document_open(document)
     except DocumentError:  # a secret the keys no longer open: the demo document is written again
         return None
+
+
+def version_promote(*, project: Project, version: ProjectVersion) -> ProjectVersion:
+    """Makes a published version of the project `production` again (a rollback); the snapshot is not touched, so
+    production runs exactly what it ran when that version was published."""
+    if version.project_id != project.pk:
+        raise ValueError("The version belongs to another project.")
+    project.production_version = version
+    project.save(update_fields=["production_version", "updated_at"])
+    return version
+
+
+def project_create_for_user(*, user: AbstractBaseUser, name: str, document: dict | None = None,
+                            workspace_id: str | None = None, framework: str | None = None,
+                            description: str | None = None) -> Project:
+    """A project made through the API by a developer token's user (templates, import, generate): in the workspace
+    `workspace_id` names, which must be one of theirs (404 otherwise), else in their first one (the oldest
+    membership) — a user in no workspace is a 400. Its slug is the document's own `slug`, else the name's, made
+    free in that workspace (`-2`, `-3`, …). The document is validated as on every write (`DocumentError`, nothing
+    stored)."""
+    from config.api.errors import ApiError, NotFound
+
+    memberships = Membership.objects.filter(user=user).select_related("workspace").order_by("created_at", "pk")
+    if workspace_id is not None:
+        membership = memberships.filter(workspace_id=workspace_id).first()
+        if membership is None:
+            raise NotFound(f"Workspace {workspace_id} not found.")
+    else:
+        membership = memberships.first()
+        if membership is None:
+            raise ApiError("Your user belongs to no workspace; ask an admin to add you to one.")
+    workspace = membership.workspace
+    wanted = (document or {}).get("slug")
+    base = (slugify(wanted if isinstance(wanted, str) else "") or slugify(name) or "project")[:90]
+    with transaction.atomic():
+        taken = set(Project.objects.filter(workspace=workspace, slug__startswith=base).values_list("slug", flat=True))
+        slug = base
+        for n in range(2, len(taken) + 3):
+            if slug not in taken:
+                break
+            slug = f"{base}-{n}"
+        return project_create(workspace=workspace, name=name, document=document, framework=framework,
+                              description=description, slug=slug)
+
+
+# --- the Project Management API's writes of one part (each merged onto the locked row: `_project_write`) ----------
+
+def _by_id(items, item_id: str) -> int | None:
+    return next((i for i, item in enumerate(items) if isinstance(item, dict) and item.get("id") == item_id), None)
+
+
+def _list_part(row: Project, part: str) -> list:
+    items = row.document.get(part)
+    return list(items) if isinstance(items, list) else []
+
+
+def project_item_upsert(*, project: Project, part: str, item: dict, if_match: str | None = None
+                        ) -> tuple[Project, bool]:
+    """Puts one workflow or tool (`part`: `workflows` or `tools`) by its `id`: it replaces the one with that id, in
+    place, or is added at the end. The whole document is validated as on every write. Returns the project and
+    whether the item was added."""
+    item = _json_copy(item)
+    added = False
+
+    def change(row: Project) -> dict:
+        nonlocal added
+        items = _list_part(row, part)
+        position = _by_id(items, item["id"])
+        added = position is None
+        if added:
+            items.append(item)
+        else:
+            items[position] = item
+        return {part: items}
+
+    return _project_write(project=project, if_match=if_match, change=change), added
+
+
+def project_item_delete(*, project: Project, part: str, item_id: str, if_match: str | None = None) -> Project:
+    """Removes one workflow or tool by id (404 when there is none); the rest must still validate (a jump to a
+    deleted workflow is a 400 naming the jump)."""
+    from config.api.errors import NotFound
+
+    def change(row: Project) -> dict:
+        items = _list_part(row, part)
+        position = _by_id(items, item_id)
+        if position is None:
+            raise NotFound(f"{part[:-1].capitalize()} {item_id} not found.")
+        del items[position]
+        return {part: items}
+
+    return _project_write(project=project, if_match=if_match, change=change)
+
+
+def project_delete(*, project: Project) -> None:
+    """Deletes the project with all its data — versions, keys, conversations and their messages, knowledge
+    documents with their chunks and vectors (the ORM's cascade and the index's triggers) — and, once that is
+    committed, the knowledge documents' stored bytes."""
+    from django.core.files.storage import default_storage
+
+    from agents.knowledge.models import KnowledgeDocument
+
+    with transaction.atomic():
+        stored = list(KnowledgeDocument.objects.filter(project=project).exclude(stored_path="")
+                      .values_list("stored_path", flat=True))
+        project.delete()
+
+        def delete_files() -> None:
+            for path in stored:
+                try:
+                    default_storage.delete(path)
+                except OSError:
+                    logger.warning("Could not delete the stored bytes %s", path, exc_info=True)
+
+        if stored:
+            transaction.on_commit(delete_files)
