@@ -14,7 +14,7 @@ from rest_framework.exceptions import AuthenticationFailed
 from agents.ids import BASE62, KEY_SECRET_LENGTH, LOOKUP_PREFIX_LENGTH, key_digest
 from agents.models import DeveloperToken, Project, ProjectApiKey
 from config import db
-from config.api.errors import ApiError, ErrorCode, NotFound
+from config.api.errors import ApiError, ErrorCode, Forbidden, NotFound
 
 _KEY_RE = re.compile(rf"^cdt_(acc_)?([{BASE62}]{{{KEY_SECRET_LENGTH}}})$")
 # Writing last_used_at on every request would turn each read into a write; once a minute is precise enough.
@@ -150,9 +150,45 @@ class BearerKeyAuthentication(authentication.BaseAuthentication):
         return 'Bearer realm="api"'
 
 
+# API.md §1's table of who may call what, by family of paths: it holds for every DRF view (this is their default
+# permission), whichever module defines it, so that a new endpoint is in scope from its first line. The async turn
+# views apply the finer rules of v1 Conversations (`conversations/api/interact.py`) and the project chat its own.
+MANAGEMENT_API = "/api/v1/projects"
+PUBLIC_PROJECT_API = "/api/v1/project"
+CONVERSATIONS_API = "/api/v1/conversations/"
+
+
+def _under(path: str, root: str) -> bool:
+    return path == root or path.startswith(root + "/")
+
+
+def scope_refusal(credential: Credential, path: str) -> str | None:
+    """Why this key's kind may not call `path` at all (a 403), or None. A widget key (public, in web pages) reaches
+    only the Project API and the v1 Conversations turn endpoints; a project key never the Project Management API;
+    a developer token never the public Project API."""
+    if _under(path, MANAGEMENT_API):
+        if credential.kind != "developer":
+            return "The Project Management API needs a developer token (cdt_acc_…), not a project key."
+        return None
+    if _under(path, PUBLIC_PROJECT_API):
+        if credential.kind != "project":
+            return "The Project API takes a project key (cdt_…), not a developer token."
+        return None
+    if credential.is_widget and not path.startswith(CONVERSATIONS_API):
+        return "A widget key may only use the Project API and interact; use a server key."
+    return None
+
+
 class HasApiKey(permissions.BasePermission):
+    """A key, used within its kind's reach (`scope_refusal`: 403 naming the rule)."""
+
     def has_permission(self, request, view) -> bool:
-        return isinstance(request.auth, Credential)
+        if not isinstance(request.auth, Credential):
+            return False
+        refusal = scope_refusal(request.auth, request.path_info)
+        if refusal:
+            raise Forbidden(refusal)
+        return True
 
 
 def project_for_credential(credential: Credential, project_header: str | None) -> Project:
@@ -165,4 +201,20 @@ def project_for_credential(credential: Credential, project_header: str | None) -
     project = Project.objects.filter(id=project_header, workspace__memberships__user=credential.user).first()
     if project is None:
         raise NotFound(f"Project {project_header} not found.")
+    return project
+
+
+def developer_project_get(credential: Credential, project_id: str, *, lock: bool = False) -> Project:
+    """A project of the Project Management API: one of the developer token's user's workspaces (any other, or none,
+    is a 404: its existence is not revealed). `lock=True` takes its row lock (inside a transaction), so that a
+    publish or an update reads the document no concurrent write is changing."""
+    if credential.kind != "developer":
+        raise Forbidden("The Project Management API needs a developer token (cdt_acc_…), not a project key.")
+    projects = Project.objects.filter(id=project_id, workspace__memberships__user=credential.user)
+    if lock:
+        # The membership join only filters: the lock is the project row's (PostgreSQL's FOR UPDATE OF).
+        projects = Project.objects.select_for_update().filter(pk__in=projects.values("pk"))
+    project = projects.first()
+    if project is None:
+        raise NotFound(f"Project {project_id} not found.")
     return project

@@ -47,7 +47,10 @@ async def turn_request_build(*, request, credential: Credential, project: Projec
     version = body.get("versionId") or (PRODUCTION if credential.is_widget else "development")
     config = body.get("config") or {}
     if credential.is_widget:
-        if version != PRODUCTION:
+        # Production only: by name, or by the id of the version production runs now (never development, nor
+        # another version, which may be unpublished work or an old one rolled back for a reason).
+        if version != PRODUCTION and (project.production_version_id is None
+                                      or version != project.production_version_id):
             raise Forbidden("A widget key runs the production version only.")
         if config.get("debug"):
             raise Forbidden("A widget key may not ask for debug traces.")
