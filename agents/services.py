@@ -174,7 +174,8 @@ def version_publish(*, project: Project, name: str = "", user: AbstractBaseUser 
             project=project, name=name, snapshot=snapshot, digest=snapshot_digest(snapshot), created_by=user
         )
         project.production_version = version
-        project.save(update_fields=["production_version", "updated_at"])
+        # Not `updated_at`: the development document did not change, so its ETag (and a client's If-Match) holds.
+        project.save(update_fields=["production_version"])
     return version
 
 
@@ -288,7 +289,7 @@ def version_promote(*, project: Project, version: ProjectVersion) -> ProjectVers
     if version.project_id != project.pk:
         raise ValueError("The version belongs to another project.")
     project.production_version = version
-    project.save(update_fields=["production_version", "updated_at"])
+    project.save(update_fields=["production_version"])  # development, and its ETag, unchanged
     return version
 
 

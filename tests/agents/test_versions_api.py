@@ -197,3 +197,16 @@ def test_a_project_key_is_403(published_demo, client_for):
     assert_error(client.post(f"{versions_url(published_demo)}/{published_demo.production_version_id}/promote"),
                  403, "FORBIDDEN")
     assert ProjectVersion.objects.count() == 1
+
+
+def test_publish_and_promote_leave_the_development_etag(developer, demo_project):
+    """Neither changes the development document: a client's If-Match taken before them still holds."""
+    etag = developer.get(f"/api/v1/projects/{demo_project.pk}")["ETag"]
+    v1 = developer.post(versions_url(demo_project), {}, format="json").json()["id"]
+    developer.post(versions_url(demo_project), {}, format="json")
+    developer.post(f"{versions_url(demo_project)}/{v1}/promote")
+
+    assert developer.get(f"/api/v1/projects/{demo_project.pk}")["ETag"] == etag
+    response = developer.patch(f"/api/v1/projects/{demo_project.pk}", {"instructions": "Be brief."}, format="json",
+                               HTTP_IF_MATCH=etag)
+    assert response.status_code == 200, response.content
