@@ -397,3 +397,11 @@ def project_delete(*, project: Project) -> None:
 
         if stored:
             transaction.on_commit(delete_files)
+
+
+def project_document_validate(*, document: dict, fields: dict, framework: str) -> None:
+    """The validation `project_update` applies — the whole document as the runtime reads it (missing parts take a
+    blank project's) and the project's own fields (`name`, `description`, `language`) — for a writer that is not the
+    API (the admin's form), so that both refuse the same things. Raises `DocumentError` naming every fault."""
+    parts = {part: document.get(part, default) for part, default in default_document().items()}
+    _validate(parts, fields, framework)
