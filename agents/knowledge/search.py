@@ -4,9 +4,10 @@ documents are found.
 - Lexical. PostgreSQL: `websearch_to_tsquery` in the project's language (`knowledge_regconfig`) over the GIN-indexed
   `search` column, ranked by `ts_rank_cd`. Questions are natural language, and the AND of all their words misses
   most answers ("how long does a refund take" → a page on refunds that never says "long"), so the query's own
-  tsquery is turned into the OR of its terms (phrases and prefixes kept); a chunk holding them all still ranks
-  first, as `ts_rank_cd` counts every cover. SQLite: FTS5 `MATCH` of the OR of the quoted words (so that nothing a
-  user types is FTS syntax), ranked by `bm25`.
+  tsquery is widened — in tiers, so that a question's common words do not make the whole corpus a candidate: all
+  terms, then at least two, then any (`_pg_lexical`); chunks holding more of them rank first, then by
+  `ts_rank_cd`. SQLite: FTS5 `MATCH` of the project's token and the OR of the quoted words (so that nothing a user
+  types is FTS syntax), ranked by `bm25` inside the index.
 - Semantic: the question's embedding against the chunks' (cosine): pgvector's HNSW index of that dimension (with
   iterative scans, so that the project filter does not starve the result), or sqlite-vec's KNN (`k`, the project
   as partition key).
