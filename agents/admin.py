@@ -13,9 +13,11 @@ from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin.forms import AdminAuthenticationForm
 from django.core.exceptions import ValidationError
+from django.template.loader import render_to_string
 from django.utils.html import format_html
 from django_ratelimit.core import get_usage
 
+from agents.admin_outline import workflow_outline
 from agents.ids import DEVELOPER_TOKEN_PREFIX, PROJECT_KEY_PREFIX
 from agents.knowledge.models import KnowledgeDocument
 from agents.knowledge.services import document_delete, document_reprocess
@@ -30,7 +32,14 @@ from agents.models import (
 )
 from agents.runtime import DocumentError, validate_document
 from agents.secrets import document_redact, document_seal
-from agents.services import developer_token_create, key_revoke, project_api_key_create, version_publish
+from agents.services import (
+    PROJECT_FIELDS,
+    developer_token_create,
+    key_revoke,
+    project_api_key_create,
+    project_document_validate,
+    version_publish,
+)
 from config.metrics import RATE_LIMIT_FAIL_OPEN
 
 
@@ -62,14 +71,18 @@ class MembershipAdmin(admin.ModelAdmin):
     autocomplete_fields = ["user", "workspace"]
 
 
-def document_problems(document, framework: str) -> list[str]:
-    """What the engine finds wrong with a development document, as `location: message` lines (none when it runs).
-    It checks the document as the runtime reads it: missing parts take their defaults (`Project.as_document`)."""
+def document_problems(document, framework: str, fields: dict | None = None) -> list[str]:
+    """What the API's validation (`project_document_validate`) finds wrong with a development document and the
+    project's fields, as `location: message` lines (none when it runs). It checks the document as the runtime reads
+    it: missing parts take their defaults (`Project.as_document`). Without `fields`, the document alone."""
     if not isinstance(document, dict):
         return ["document: The project document must be a JSON object."]
-    parts = {part: document.get(part, default) for part, default in default_document().items()}
     try:
-        validate_document({**parts, "framework": framework})
+        if fields is None:
+            parts = {part: document.get(part, default) for part, default in default_document().items()}
+            validate_document({**parts, "framework": framework})
+        else:
+            project_document_validate(document=document, fields=fields, framework=framework)
     except DocumentError as error:
         return [f"{where}: {message}" for where, found in error.details.items() for message in found] or [str(error)]
     return []
@@ -91,9 +104,15 @@ class ProjectForm(forms.ModelForm):
         cleaned = super().clean()
         if "document" in cleaned:
             framework = cleaned.get("framework") or self.instance.framework
-            problems = document_problems(cleaned["document"], framework)
+            fields = {field: cleaned.get(field, getattr(self.instance, field)) for field in PROJECT_FIELDS}
+            problems = document_problems(cleaned["document"], framework, fields)
             for problem in problems:
-                self.add_error("document", problem)
+                # The project's own fields' faults go beside those fields (the API names them the same way).
+                where = problem.partition(":")[0]
+                if where in PROJECT_FIELDS and where in self.fields and where not in self.errors:
+                    self.add_error(where, problem.partition(": ")[2])
+                elif where not in PROJECT_FIELDS:
+                    self.add_error("document", problem)
             if not problems:
                 try:
                     cleaned["document"] = document_seal(cleaned["document"], previous=self.stored_document)
@@ -111,9 +130,21 @@ class ProjectAdmin(admin.ModelAdmin):
     list_filter = ["framework"]
     list_select_related = ["workspace", "production_version"]
     search_fields = ["name", "slug", "id"]
-    readonly_fields = ["id", "production_version", "created_at", "updated_at"]
+    readonly_fields = ["id", "production_version", "created_at", "updated_at", "outline"]
+    fieldsets = [
+        (None, {"fields": ["id", "workspace", "name", "slug", "description", "framework", "language",
+                           "production_version", "created_at", "updated_at"]}),
+        ("Development document", {"fields": ["outline", "document"],
+                                  "description": "The outline shows the stored workflows; the JSON below is what "
+                                                 "is edited, validated as a whole on save, as the API does."}),
+    ]
     autocomplete_fields = ["workspace"]
     actions = ["publish"]
+
+    @admin.display(description="workflows")
+    def outline(self, project):
+        return render_to_string("admin/agents/project/outline.html",
+                                {"workflows": workflow_outline(project.document if project else None)})
 
     @admin.action(description="Publish a new version of the selected projects")
     def publish(self, request, queryset):

@@ -334,3 +334,96 @@ def test_a_redacted_value_with_nothing_to_keep_is_refused_in_the_admin(admin_cli
     assert [error.split(":")[0] for error in form_errors(response, "document")] == [
         "tools[0].http.headers.Authorization"]
     assert not Project.objects.exists()
+
+
+# --- The project page outlines its workflows above the JSON, and validates like the API.
+
+def outline_of(page: str) -> str:
+    start = page.index('class="conduet-outline"')
+    assert start < page.index('name="document"'), "the outline comes before the JSON field"
+    return page[start:page.index("</div>", start)]
+
+
+def test_the_project_page_outlines_the_demos_workflows(admin_client, demo_project):
+    page = admin_client.get(f"/admin/agents/project/{demo_project.pk}/change/").content.decode()
+
+    outline = re.sub(r"\s+", " ", outline_of(page))
+    for workflow in demo_project.document["workflows"]:
+        assert f"<strong>{workflow['name']}</strong> <code>{workflow['id']}</code>" in outline
+        for step in workflow["steps"]:
+            assert f'id="outline-{workflow["id"]}-{step["id"]}"' in outline
+            assert f'<code>{step["id"]}</code> <strong class="step-type">{step["type"]}</strong>' in outline
+    # Summaries, and each port with the step it leads to (a link to it), named buttons and unconnected ports.
+    assert "Hi {{ customer_name }}! Welcome to Acme Support." in outline
+    assert "What can I help you with? [Account help | Opening hours | Talk to a person]" in outline
+    assert "→ workflow Account help" in outline
+    assert "What&#x27;s the email on your account? → email" in outline
+    assert "if plan_tier == &#x27;premium&#x27;" in outline and "priority = &#x27;high&#x27;" in outline
+    assert 'button:0 “Account help” → <a href="#outline-wf_welcome-to_account">to_account</a>' in outline
+    assert 'noMatch → <a href="#outline-wf_welcome-answer">answer</a>' in outline
+    assert 'true → <a href="#outline-wf_account-vip">vip</a>' in outline
+    assert 'false → <a href="#outline-wf_account-thanks">thanks</a>' in outline
+    assert "next → <em>not connected</em>" in outline  # the jumps return to nothing
+    connections = sum(len(w["connections"]) for w in demo_project.document["workflows"])
+    assert outline.count('<a href="#outline-') == connections
+
+
+def test_the_outline_escapes_what_the_document_says(admin_client, demo_project):
+    Project.objects.filter(pk=demo_project.pk).update(document={"workflows": [{
+        "id": "wf_x", "name": "<script>alert(1)</script>",
+        "steps": [{"id": "s", "type": "message", "data": {"text": "<b>bold</b>"}}], "connections": []}]})
+
+    outline = outline_of(admin_client.get(f"/admin/agents/project/{demo_project.pk}/change/").content.decode())
+
+    assert "<script>" not in outline and "&lt;script&gt;" in outline and "&lt;b&gt;bold" in outline
+
+
+@pytest.mark.parametrize("document", [
+    {"workflows": "nope"}, {"workflows": [1, None, {"steps": "x", "connections": [1]}]},
+    {"workflows": [{"id": "w", "steps": [{"id": "b", "type": "buttons", "data": {"buttons": [1]}},
+                                         {"type": "teleport", "data": []}],
+                    "connections": [{"source": "b", "port": "button:0", "target": "gone"}, {"port": None}]}]},
+], ids=["not a list", "odd items", "odd steps and connections"])
+def test_the_outline_of_a_malformed_stored_document_still_renders(admin_client, demo_project, document):
+    Project.objects.filter(pk=demo_project.pk).update(document=document)  # e.g. written by an old release
+
+    response = admin_client.get(f"/admin/agents/project/{demo_project.pk}/change/")
+
+    assert response.status_code == 200
+    if "gone" in json.dumps(document):
+        assert "gone <em>(no such step)</em>" in re.sub(r"\s+", " ", outline_of(response.content.decode()))
+
+
+def test_the_add_page_has_an_empty_outline(admin_client):
+    page = admin_client.get("/admin/agents/project/add/").content.decode()
+    assert "No workflows yet." in page
+
+
+@pytest.mark.parametrize(("field", "value", "message"), [
+    ("language", "not a language!", "Expected a language tag such as en or pt-BR."),
+    ("name", "   ", None),
+])
+def test_the_projects_own_fields_are_validated_like_the_api(admin_client, demo_project, field, value, message):
+    response = admin_client.post(f"/admin/agents/project/{demo_project.pk}/change/",
+                                 project_form(demo_project, **{field: value}))
+
+    assert response.status_code == 200
+    errors = form_errors(response, field)
+    assert errors and (message is None or errors == [message])
+    assert getattr(Project.objects.get(), field) == getattr(demo_project, field)
+
+
+def test_the_admin_refuses_what_the_api_refuses(admin_client, demo_project, developer_token, client_for):
+    """The same document, through both doors: refused by both, with the same fault named."""
+    document = {**demo_project.document, "variables": [{"name": "email", "type": "string"},
+                                                       {"name": "email", "type": "string"}]}
+    api = client_for(developer_token).patch(f"/api/v1/projects/{demo_project.pk}", {"variables": document["variables"]},
+                                            format="json")
+    assert api.status_code == 400
+    api_faults = [f"{where}: {message}" for where, found in api.json()["details"].items() for message in found]
+
+    response = admin_client.post(f"/admin/agents/project/{demo_project.pk}/change/",
+                                 project_form(demo_project, document=json.dumps(document)))
+
+    assert form_errors(response, "document") == api_faults
+    assert Project.objects.get().document == demo_project.document
