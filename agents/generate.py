@@ -13,8 +13,9 @@ from agents.importing.native import native_convert
 from agents.llm import llm_missing, llm_port
 from agents.models import default_document
 from agents.project_templates import TEMPLATES
-from agents.runtime import AgentSpec, DocumentError, validate_document
+from agents.runtime import AgentSpec, DocumentError
 from agents.runtime.ports import LlmResult
+from agents.services import _validate as project_validate
 
 MAX_BRIEF = 4000
 ATTEMPTS = 2  # the first answer, and one repair
@@ -79,10 +80,11 @@ def faults_of(text: str) -> tuple[dict | None, dict[str, list[str]]]:
         document, _warnings = native_convert(candidate)
     except ImportRefused as exc:
         return None, exc.details or {"document": [exc.message]}
-    defaults = default_document()
-    try:
-        validate_document({**{part: document.get(part, value) for part, value in defaults.items()},
-                           "framework": document.get("framework", "conversation-flow")})
+    parts = {part: document.get(part, value) for part, value in default_document().items()}
+    fields = {"name": document.get("name"), "description": document.get("description"),
+              "language": document.get("language", "en")}
+    try:  # the write path's own check (the engine's validation and the project's fields), so create cannot refuse it
+        project_validate(parts, fields, document.get("framework") or "conversation-flow")
     except DocumentError as exc:
         return None, exc.details
     return document, {}

@@ -4,7 +4,7 @@ import json
 import re
 
 from agents.importing import vf_text
-from agents.importing.vf_text import REF_RE
+from agents.importing.vf_text import REF_RE, items
 from agents.runtime.toolspec import check_tools
 
 _ARG_RE = re.compile(r"\{\{ ([A-Za-z_][A-Za-z0-9_]*) \}\}")
@@ -16,12 +16,12 @@ def api_step(self, nid: str, data: dict, ports: dict) -> bool:
     tool that would not validate (a URL held in a variable, say) is a warning, and the walk takes the fail path."""
     node = self.nodes[nid]
     url = self.text(str(data.get("url") or "").strip())
-    query = [f"{self.text(p['key'])}={self.text(str(p.get('val') or ''))}" for p in data.get("params") or []
+    query = [f"{self.text(p['key'])}={self.text(str(p.get('val') or ''))}" for p in items(data.get("params"))
              if isinstance(p, dict) and isinstance(p.get("key"), str) and p["key"].strip()]
     if query:
         url += ("&" if "?" in url else "?") + "&".join(query)
     headers = {}
-    for header in data.get("headers") or []:
+    for header in items(data.get("headers")):
         if not isinstance(header, dict) or not isinstance(header.get("key"), str) or not header["key"].strip():
             continue
         if REF_RE.search(header["key"]) or "{" in header["key"]:
@@ -47,7 +47,7 @@ def api_step(self, nid: str, data: dict, ports: dict) -> bool:
         self.onward[nid] = ports.get("fail") or self.next_of(nid, ports)
         return False
     save = {}
-    for mapping in data.get("mappings") or []:
+    for mapping in items(data.get("mappings")):
         if not isinstance(mapping, dict) or not isinstance(mapping.get("var"), str):
             continue
         path = re.sub(r"\[(\d+)\]", r".\1", str(mapping.get("path") or "")).strip(".")
@@ -78,7 +78,7 @@ def api_body(self, nid: str, data: dict):
             self.warn(nid, self.nodes[nid], "its raw body is not JSON and is left out (Conduet tools send JSON).")
             return None
         return _body_templates(parsed, names)
-    pairs = [p for p in data.get("body") or [] if isinstance(p, dict) and isinstance(p.get("key"), str)
+    pairs = [p for p in items(data.get("body")) if isinstance(p, dict) and isinstance(p.get("key"), str)
              and p["key"].strip()]
     if not pairs:
         return None

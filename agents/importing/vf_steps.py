@@ -5,7 +5,7 @@ need), then `workflow` resolves the ports — through blocks to their first step
 import re
 
 from agents.importing import vf_api, vf_text
-from agents.importing.vf_text import REF_RE, Untranslatable
+from agents.importing.vf_text import REF_RE, Untranslatable, items
 
 CONTAINERS = ("block", "actions")
 IGNORED = ("markup_text", "markup_video", "markup_image", "markup_shape", "comment", "note")
@@ -71,7 +71,8 @@ class DiagramConverter:
         self.first: dict[str, str | None] = {}  # container → its first step
         for nid, node in self.nodes.items():
             if node.get("type") in CONTAINERS:
-                steps = [s for s in (node.get("data") or {}).get("steps") or [] if isinstance(s, str)]
+                data = node["data"] if isinstance(node.get("data"), dict) else {}
+                steps = [s for s in items(data.get("steps")) if isinstance(s, str)]
                 self.first[nid] = steps[0] if steps else None
                 self.following.update(zip(steps, steps[1:], strict=False))
         self.steps: list[dict] = []
@@ -124,7 +125,7 @@ class DiagramConverter:
                 self.terminal.add(nid)
                 reprompts = (data.get("noMatches") or {}).get("reprompts") if isinstance(data.get("noMatches"),
                                                                                           dict) else None
-                texts = [self.text(_TAG_RE.sub("", r.get("content") or "")) for r in reprompts or []
+                texts = [self.text(_TAG_RE.sub("", r.get("content") or "")) for r in items(reprompts)
                          if isinstance(r, dict) and isinstance(r.get("content"), str)]
                 if any(texts) and self.vf.fallback is None:
                     self.vf.fallback = next(t for t in texts if t)
@@ -161,9 +162,9 @@ class DiagramConverter:
         node = self.nodes[nid]
         if kind in ("text", "speak"):
             if kind == "text":
-                variants = [self.rich(t.get("content")) for t in data.get("texts") or [] if isinstance(t, dict)]
+                variants = [self.rich(t.get("content")) for t in items(data.get("texts")) if isinstance(t, dict)]
             else:
-                variants = [self.text(_TAG_RE.sub("", d.get("content") or "")) for d in data.get("dialogs") or []
+                variants = [self.text(_TAG_RE.sub("", d.get("content") or "")) for d in items(data.get("dialogs"))
                             if isinstance(d, dict) and isinstance(d.get("content"), str)]
             variants = [v for v in variants if v.strip()]
             if not variants:
@@ -171,7 +172,7 @@ class DiagramConverter:
             self.add(nid, "message", {"text": variants[0]} if len(variants) == 1 else {"texts": variants})
             self.link(nid, "next", self.next_of(nid, ports))
         elif kind == "buttons":
-            buttons = [b for b in data.get("buttons") or [] if isinstance(b, dict)]
+            buttons = [b for b in items(data.get("buttons")) if isinstance(b, dict)]
             if not buttons:
                 return False
             if any(b.get("actions") for b in buttons):
@@ -228,8 +229,8 @@ class DiagramConverter:
         return True
 
     def choice(self, nid: str, data: dict, ports: dict) -> bool:
-        choices = [c for c in data.get("choices") or [] if isinstance(c, dict)]
-        shown = [b for b in data.get("buttons") or [] if isinstance(b, dict)]
+        choices = [c for c in items(data.get("choices")) if isinstance(c, dict)]
+        shown = [b for b in items(data.get("buttons")) if isinstance(b, dict)]
         buttons = []
         for i, choice in enumerate(choices):
             intent = self.vf.intents.get(choice.get("intent")) if isinstance(choice.get("intent"), str) else None
@@ -249,7 +250,7 @@ class DiagramConverter:
 
     def conditions(self, nid: str, data: dict, ports: dict) -> bool:
         paths = []
-        for i, expression in enumerate(data.get("expressions") or []):
+        for i, expression in enumerate(items(data.get("expressions"))):
             try:
                 paths.append((i, vf_text.condition(expression, self.vf.resolve, self.vf.known)))
             except Untranslatable as exc:
@@ -268,7 +269,7 @@ class DiagramConverter:
 
     def assignments(self, nid: str, data: dict, ports: dict) -> bool:
         assign = {}
-        for item in data.get("sets") or []:
+        for item in items(data.get("sets")):
             if not isinstance(item, dict) or not isinstance(item.get("variable"), str):
                 continue
             name = self.vf.variable(item["variable"])
@@ -293,7 +294,7 @@ class DiagramConverter:
         return True
 
     def ai_sets(self, nid: str, data: dict, ports: dict) -> bool:
-        sets = [s for s in data.get("sets") or [] if isinstance(s, dict) and isinstance(s.get("variable"), str)
+        sets = [s for s in items(data.get("sets")) if isinstance(s, dict) and isinstance(s.get("variable"), str)
                 and isinstance(s.get("prompt"), str) and s["prompt"].strip()]
         if not sets:
             return False
@@ -351,8 +352,8 @@ class DiagramConverter:
         start = self.start_node or "start"
         start_data = {}
         if self.start_node and self.nodes[self.start_node].get("type") == "intent":
-            intent = self.vf.intents.get(self.nodes[self.start_node]["data"].get("intent")) or {}
-            start_data = {"intents": list(intent.get("utterances") or [])[:200]}
+            intent = self.vf.intents.get(self.nodes[self.start_node].get("data", {}).get("intent")) or {}
+            start_data = {"intents": list(items(intent.get("utterances")))[:200]}
         self.steps.insert(0, {"id": start, "type": "start", "data": start_data})
         if self.start_node:
             self.link(start, "next", self.onward.get(self.start_node))

@@ -18,6 +18,11 @@ _JINJA_OPEN = re.compile(r"\{(?=[{%#])")
 MAX_DEPTH = 20
 
 
+def items(value) -> list:
+    """A list from an export, or [] when it holds something else."""
+    return value if isinstance(value, list) else []
+
+
 class Untranslatable(ValueError):
     """A Voiceflow expression or text with no Conduet equivalent; its message says why."""
 
@@ -70,7 +75,7 @@ def _slate_node(node, resolve: Resolve, known: set[str], depth: int) -> str:
         return "{{ " + resolve(str(name), node.get("name")) + " }}" if name else ""
     if "text" in node and isinstance(node["text"], str):
         return template(node["text"], resolve, known)
-    inner = "".join(_slate_node(child, resolve, known, depth + 1) for child in node.get("children") or []
+    inner = "".join(_slate_node(child, resolve, known, depth + 1) for child in items(node.get("children"))
                     if isinstance(child, dict))
     url = node.get("url")
     if node.get("type") == "link" and isinstance(url, str) and url:
@@ -167,7 +172,7 @@ def javascript(source, resolve: Resolve, known: set[str]) -> str:
     if not isinstance(source, str) or not source.strip():
         raise Untranslatable("an empty expression")
     marked, names = _with_refs(source, resolve, known)
-    out, position = [], 0
+    out, position, variables = [], 0, set()
     while True:
         start = position + len(marked[position:]) - len(marked[position:].lstrip())
         if start >= len(marked):
@@ -175,6 +180,7 @@ def javascript(source, resolve: Resolve, known: set[str]) -> str:
         reference = _PLACEHOLDER_RE.match(marked, start)
         if reference:
             out.append(names[int(reference.group(1))])
+            variables.add(len(out) - 1)
             position = reference.end()
             continue
         token = _JS_TOKEN.match(marked, position)
@@ -187,9 +193,15 @@ def javascript(source, resolve: Resolve, known: set[str]) -> str:
             out.append(token.group("number"))
         elif token.group("name") is not None:
             word = token.group("name")
-            out.append(_JS_WORDS.get(word) or resolve(word, None))
+            if word in _JS_WORDS:
+                out.append(_JS_WORDS[word])
+            else:
+                out.append(resolve(word, None))
+                variables.add(len(out) - 1)
         else:
             out.append(_JS_OPS.get(token.group("op"), token.group("op")))
+    if any(part in ("-", "*", "/", "%") for part in out):  # JavaScript arithmetic coerces text to numbers
+        out = [f"({part}|float)" if i in variables else part for i, part in enumerate(out)]
     expression = " ".join(part.strip() for part in out if part.strip())
     if not expression:
         raise Untranslatable("an empty expression")

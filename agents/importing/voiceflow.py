@@ -21,6 +21,7 @@ from django.utils.text import slugify
 
 from agents.importing import vf_steps
 from agents.importing.common import ImportRefused, finish_document
+from agents.importing.vf_text import items
 from agents.runtime.values import VARIABLE_NAME_RE
 
 CONDUET_BUILT_INS = ("last_utterance", "user_id", "platform", "timestamp", "turn", "last_media")
@@ -39,6 +40,16 @@ BUILT_IN_INTENTS = {
 }
 
 
+class Lookup(dict):
+    """A dict whose `get` of an unhashable key (a list where an export should have an id) is None, not a crash."""
+
+    def get(self, key, default=None):
+        try:
+            return super().get(key, default)
+        except TypeError:
+            return default
+
+
 def is_voiceflow(data) -> bool:
     return isinstance(data, dict) and isinstance(data.get("diagrams"), dict) and isinstance(data.get("version"), dict)
 
@@ -55,8 +66,8 @@ class VoiceflowImport:
         self.declared: dict[str, dict] = {}
         self._read_variables()
         self.intents = self._read_intents()
-        self.workflow_ids: dict[str, str] = {}  # diagram id → workflow id
-        self.entries: dict[str, tuple[str, str | None]] = {}  # intent id → (workflow id, step id)
+        self.workflow_ids: dict[str, str] = Lookup()  # diagram id → workflow id
+        self.entries: dict[str, tuple[str, str | None]] = Lookup()  # intent id → (workflow id, step id)
         self.intent_workflows: dict[tuple[str, str], str] = {}  # (diagram id, intent name) → workflow id
 
     def warn(self, message: str) -> None:
@@ -90,7 +101,7 @@ class VoiceflowImport:
                     self.variable_names[record["id"]] = name
                 if record.get("defaultValue") not in (None, "") and name in self.declared:
                     self.declared[name]["default"] = record["defaultValue"]
-        for name in self.version.get("variables") or []:
+        for name in items(self.version.get("variables")):
             if isinstance(name, str):
                 self.variable(name, name)
         platform = self.version.get("platformData")
@@ -122,20 +133,20 @@ class VoiceflowImport:
         return set(self.variable_names)
 
     def _read_intents(self) -> dict[str, dict]:
-        intents: dict[str, dict] = {key: {"name": name, "utterances": list(utterances)}
-                                    for key, (name, utterances) in BUILT_IN_INTENTS.items()}
+        intents: dict[str, dict] = Lookup({key: {"name": name, "utterances": list(utterances)}
+                                           for key, (name, utterances) in BUILT_IN_INTENTS.items()})
         platform = self.version.get("platformData")
         slot_examples = {}
-        for slot in (platform.get("slots") or []) if isinstance(platform, dict) else []:
+        for slot in items(platform.get("slots")) if isinstance(platform, dict) else []:
             if isinstance(slot, dict) and isinstance(slot.get("key"), str):
-                inputs = [i for i in slot.get("inputs") or [] if isinstance(i, str) and i.strip()]
+                inputs = [i for i in items(slot.get("inputs")) if isinstance(i, str) and i.strip()]
                 slot_examples[slot["key"]] = (inputs[0].split(",")[0].strip() if inputs else slot.get("name")) or ""
-        for intent in (platform.get("intents") or []) if isinstance(platform, dict) else []:
+        for intent in items(platform.get("intents")) if isinstance(platform, dict) else []:
             if not isinstance(intent, dict) or not isinstance(intent.get("key"), str):
                 continue
             entry = intents.setdefault(intent["key"], {"name": str(intent.get("name") or intent["key"]),
                                                        "utterances": []})
-            for item in intent.get("inputs") or []:
+            for item in items(intent.get("inputs")):
                 text = item.get("text") if isinstance(item, dict) else None
                 if isinstance(text, str) and text.strip():
                     text = vf_steps.REF_RE.sub(lambda m: slot_examples.get(m.group(2), m.group(1)), text)
@@ -160,6 +171,7 @@ class VoiceflowImport:
     def convert(self) -> tuple[dict, list[str]]:
         diagrams = self.export["diagrams"]
         root = self.version.get("rootDiagramID")
+        root = root if isinstance(root, str) else None
         order = sorted(diagrams, key=lambda diagram_id: diagram_id != root)
         taken: set[str] = set()
         for diagram_id in order:
@@ -177,7 +189,8 @@ class VoiceflowImport:
             converter.collect_entries()
         workflows = [converter.workflow() for converter in converters]
         workflows += [workflow for converter in converters for workflow in converter.intent_workflows()]
-        name = self.version.get("name") or (self.export.get("project") or {}).get("name") or "Voiceflow import"
+        project = self.export.get("project") if isinstance(self.export.get("project"), dict) else {}
+        name = self.version.get("name") or project.get("name") or "Voiceflow import"
         document = {
             "name": str(name)[:200],
             "description": "Imported from Voiceflow.",
