@@ -7,7 +7,7 @@ workspaces (404 otherwise); without it, the user's first workspace — the oldes
 (`agents.services.project_create_for_user`). Templates and import are DRF views; generate awaits a model for
 seconds, so it is an async view (`api_endpoint`) that does not hold the one thread DRF's sync views share."""
 from asgiref.sync import sync_to_async
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.urls import path
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import serializers
@@ -23,7 +23,7 @@ from agents.runtime.ports import UpstreamError
 from agents.services import project_create_for_user
 from config import db
 from config.api.endpoints import api_endpoint, json_body, json_response
-from config.api.errors import ApiError, ErrorCode, Forbidden
+from config.api.errors import ApiError, Conflict, ErrorCode, Forbidden
 from config.api.schema import ERROR, error_responses
 from conversations.api.serializers import StrictCharField
 
@@ -39,6 +39,7 @@ PROJECT_DOCUMENT = inline_serializer("ProjectDocument", {
     "createdAt": serializers.DateTimeField(), "updatedAt": serializers.DateTimeField()})
 WORKSPACE_HELP = "The workspace of the new project (one of yours); default: your first workspace"
 MAX_WORKSPACE_ID = 32
+SLUG_ATTEMPTS = 3
 
 
 def developer_user(credential):
@@ -62,11 +63,17 @@ def closed(serializer_class, data) -> dict:
 
 def create(*, user, name: str, document: dict, workspace_id: str | None) -> Project:
     """The project, or the 400 naming what is wrong with the document (nothing stored)."""
-    try:
-        with transaction.atomic():
-            return project_create_for_user(user=user, name=name, document=document, workspace_id=workspace_id)
-    except DocumentError as exc:
-        raise ApiError(exc.message, details=exc.details) from None
+    for attempt in range(SLUG_ATTEMPTS):
+        try:
+            with transaction.atomic():
+                return project_create_for_user(user=user, name=name, document=document, workspace_id=workspace_id)
+        except DocumentError as exc:
+            raise ApiError(exc.message, details=exc.details) from None
+        except IntegrityError:  # a concurrent create took the same free slug: look for the next one
+            if attempt == SLUG_ATTEMPTS - 1:
+                raise Conflict("Another project with this name was being created at the same time; try again.") \
+                    from None
+    raise AssertionError("unreachable")
 
 
 class TemplateListCreateApi(APIView):
@@ -89,7 +96,7 @@ class TemplateListCreateApi(APIView):
 
     @extend_schema(operation_id="project_template_create", summary="Create a project from a template",
                    request=CreateInputSerializer,
-                   responses={201: PROJECT_DOCUMENT, **error_responses(400, 401, 403, 404, 413, 415, 429)})
+                   responses={201: PROJECT_DOCUMENT, **error_responses(400, 401, 403, 404, 409, 413, 415, 429)})
     def post(self, request):
         user = developer_user(request.auth)
         data = closed(self.CreateInputSerializer, request.data)
@@ -126,7 +133,7 @@ class ProjectImportApi(APIView):
             "diagrams": serializers.DictField(required=False, help_text="A Voiceflow export's diagrams"),
             "version": serializers.DictField(required=False, help_text="A Voiceflow export's version"),
         })},
-        responses={201: IMPORT_RESPONSE, **error_responses(400, 401, 403, 404, 413, 415, 429)})
+        responses={201: IMPORT_RESPONSE, **error_responses(400, 401, 403, 404, 409, 413, 415, 429)})
     def post(self, request):
         user = developer_user(request.auth)
         workspace_id, name = request.query_params.get("workspaceId"), request.query_params.get("name")
@@ -156,7 +163,7 @@ class ProjectGenerateApi(APIView):
                     "stored. No model configured: 400 saying what to set (CONDUET_LLM_BASE_URL, "
                     "CONDUET_LLM_MODEL).",
         request=GenerateInputSerializer,
-        responses={201: PROJECT_DOCUMENT, **error_responses(400, 401, 403, 404, 413, 415, 429),
+        responses={201: PROJECT_DOCUMENT, **error_responses(400, 401, 403, 404, 409, 413, 415, 429),
                    502: OpenApiResponse(ERROR, description="UPSTREAM_ERROR: the model failed")})
     def post(self, request):
         """Documentation only (`generate_view` serves the path)."""
