@@ -17,10 +17,13 @@ documents are found.
 out, stemmed in the project's language with the Snowball stemmers PostgreSQL's own dictionaries use) that the
 chunk — with its document's name and headings — contains. Scores differ between databases and modes; this does not.
 `ANSWER_THRESHOLD` is set by the recall test set (tests/agents/knowledge/test_search.py)."""
+import asyncio
+import concurrent.futures
 import functools
 import importlib
 import math
 import re
+import threading
 from dataclasses import dataclass, field
 
 from django.db import DatabaseError, connections, transaction
@@ -32,6 +35,7 @@ RRF_K = 60
 MAX_TOP_K = 50
 MAX_QUERY_CHARS = 1000
 ANY_CANDIDATES = 400  # PostgreSQL: chunks holding any one of the question's terms that are ranked
+EMBED_THREADS = 4  # the sync path's questions embedded at once (the API's threads beyond wait their turn)
 EF_SEARCH = 100  # HNSW candidates per scan (pgvector's default is 40)
 # A hit answers a question without a model when it holds at least this share of the question's content words. Below
 # it, most off-topic questions of the test set; above it, most on-topic ones (see test_search.py's figures).
@@ -102,39 +106,107 @@ def answer_hits(outcome: SearchOutcome) -> list[Hit]:
 def knowledge_search(*, project, query: str, top_k: int = 5, mode: str = "hybrid",
                      filters: dict | None = None) -> SearchOutcome:
     """Raises ValueError for bad arguments, SearchUnavailable for `semantic` that cannot run, EmbeddingError when the
-    endpoint fails in `semantic` (`hybrid` then runs lexical)."""
+    endpoint fails in `semantic` (`hybrid` then runs lexical).
+
+    Hybrid runs the lexical statement here while a thread of `_embedder()` embeds the question (an HTTP round trip)
+    and, on PostgreSQL with Django's connection pool and outside a transaction, runs the semantic statement on a
+    pooled connection of its own. Inside a transaction (a test's, a caller's) the semantic statement follows here,
+    on this thread's connection, so that it sees what the transaction wrote."""
     plan = _Plan.make(project=project, query=query, top_k=top_k, mode=mode, filters=filters)
-    vector, notes = None, []
-    if plan.wants_vectors:
-        if plan.ready_for_vectors(index.vectors_available()):
-            vector, notes = plan.embedded(embeddings.embed_query)
-    return plan.outcome(_run_sync, vector, notes)
+    vector, notes, semantic = None, [], None
+    if plan.wants_vectors and plan.ready_for_vectors(index.vectors_available()):
+        if plan.mode == "semantic":  # nothing to overlap with
+            vector, notes = plan.embedded(lambda: embeddings.embed_query(plan.query))
+        else:
+            semantic = _embedder().submit(_semantic_elsewhere if _pooled_outside_transaction() else _vector_only,
+                                          plan)
+    rows = plan.run_lists(_run_sync, plan.statements(None)) if plan.mode != "semantic" else {}
+    if semantic is not None:
+        (vector, notes), semantic_rows = semantic.result()
+        if semantic_rows is not None:
+            rows.update(semantic_rows)
+            return plan.finish(rows, vector, notes)
+    if vector is not None:
+        rows.update(plan.run_lists(_run_sync, {"semantic": plan.semantic_statements(vector)}))
+    return plan.finish(rows, vector, notes)
+
+
+def _pooled_outside_transaction() -> bool:
+    connection = connections["default"]
+    return (connection.vendor == "postgresql" and getattr(connection, "pool", None) is not None
+            and not connection.in_atomic_block)
+
+
+def _vector_only(plan: "_Plan"):
+    return plan.embedded(lambda: embeddings.embed_query(plan.query)), None
+
+
+def _semantic_elsewhere(plan: "_Plan"):
+    """In an `_embedder()` thread: the vector, then the semantic rows on that thread's pooled connection (given
+    back to the pool at once)."""
+    from config import db
+
+    vector, notes = plan.embedded(lambda: embeddings.embed_query(plan.query))
+    if vector is None:
+        return (vector, notes), None
+    rows = db.released(plan.run_lists)(_run_sync, {"semantic": plan.semantic_statements(vector)})
+    return (vector, notes), rows
 
 
 async def knowledge_asearch(*, project, query: str, top_k: int = 5, mode: str = "hybrid",
                             filters: dict | None = None) -> SearchOutcome:
-    """`knowledge_search` for the turn's event loop: the question is embedded with the async client, and the SQL runs
-    on config/db.py's async pool (PostgreSQL) or Django's connection in the sync thread (SQLite)."""
-    from config import db
-
+    """`knowledge_search` for the turn's event loop: the question is embedded with the async client while the
+    lexical statement runs (config/db.py: on the async pool on PostgreSQL, each list on a connection of its own;
+    Django's connection in the sync thread on SQLite), then the semantic one."""
     plan = _Plan.make(project=project, query=query, top_k=top_k, mode=mode, filters=filters)
-    vector, notes = None, []
-    if plan.wants_vectors and plan.ready_for_vectors(await index.avectors_available()):
+    wants_vectors = plan.wants_vectors and plan.ready_for_vectors(await index.avectors_available())
+
+    async def semantic() -> tuple[dict, list[float] | None, list[str]]:
+        if not wants_vectors:
+            return {}, None, []
         try:
             vector = await embeddings.aembed_query(plan.query)
         except embeddings.EmbeddingError as exc:
             if plan.mode == "semantic":
                 raise
-            notes = [f"Semantic search was skipped: {exc}"]
+            return {}, None, [f"Semantic search was skipped: {exc}"]
+        return await _arun_lists(plan, {"semantic": plan.semantic_statements(vector)}), vector, []
+
+    lexical = _arun_lists(plan, plan.statements(None)) if plan.mode != "semantic" else _nothing_async()
+    (lexical_rows, (semantic_rows, vector, notes)) = await asyncio.gather(lexical, semantic())
+    return plan.finish({**lexical_rows, **semantic_rows}, vector, notes)
+
+
+async def _nothing_async() -> dict:
+    return {}
+
+
+async def _arun_lists(plan: "_Plan", lists: dict[str, list]) -> dict[str, list[dict]]:
+    from config import db
+
     rows = {}
-    for kind, statements in plan.statements(vector).items():
+    for kind, statements in lists.items():
         try:
             rows[kind] = (await db.run(statements, atomic=len(statements) > 1))[-1]
         except DatabaseError as exc:
             if not _no_vector_table(exc):
                 raise
             rows[kind] = []
-    return plan.finish(rows, vector, notes)
+    return rows
+
+
+_executor: concurrent.futures.ThreadPoolExecutor | None = None
+_executor_lock = threading.Lock()
+
+
+def _embedder() -> concurrent.futures.ThreadPoolExecutor:
+    """The threads that embed questions for the sync path (few: each waits on one HTTP request)."""
+    global _executor
+    with _executor_lock:
+        if _executor is None:
+            _executor = concurrent.futures.ThreadPoolExecutor(max_workers=EMBED_THREADS,
+                                                              thread_name_prefix="knowledge-embed")
+        return _executor
 
 
 def _no_vector_table(exc: Exception) -> bool:
@@ -143,10 +215,20 @@ def _no_vector_table(exc: Exception) -> bool:
 
 
 def _run_sync(statements) -> list[dict]:
+    """The statements' last result. PostgreSQL: all of them in ONE round trip (psycopg's client-side binding
+    cursor sends them as one query string, which the server runs as one implicit transaction: `SET LOCAL` holds
+    for it alone); SQLite: one statement."""
     connection = connections["default"]
-    with transaction.atomic() if len(statements) > 1 else _nothing(), connection.cursor() as cursor:
-        for sql, params in statements:
-            cursor.execute(sql, params)
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute(";\n".join(sql for sql, _params in statements),
+                           [param for _sql, params in statements for param in params])
+            while cursor.nextset():
+                pass
+        else:
+            with transaction.atomic() if len(statements) > 1 else _nothing():
+                for sql, params in statements:
+                    cursor.execute(sql, params)
         names = [column[0] for column in cursor.description]
         return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
 
@@ -201,23 +283,24 @@ class _Plan:
         return False
 
     def embedded(self, embed) -> tuple[list[float] | None, list[str]]:
+        """`embed()`'s vector, or None with a note when the endpoint failed in `hybrid`."""
         try:
-            return embed(self.query), []
+            return embed(), []
         except embeddings.EmbeddingError as exc:
             if self.mode == "semantic":
                 raise
             return None, [f"Semantic search was skipped: {exc}"]
 
-    def outcome(self, run, vector, notes) -> SearchOutcome:
+    def run_lists(self, run, lists: dict[str, list]) -> dict[str, list[dict]]:
         rows = {}
-        for kind, statements in self.statements(vector).items():
+        for kind, statements in lists.items():
             try:
                 rows[kind] = run(statements)
             except DatabaseError as exc:
                 if not _no_vector_table(exc):
                     raise
                 rows[kind] = []
-        return self.finish(rows, vector, notes)
+        return rows
 
     @property
     def depth(self) -> int:
@@ -231,8 +314,11 @@ class _Plan:
             if lexical:
                 lists["lexical"] = lexical
         if vector is not None:
-            lists["semantic"] = (self._pg_semantic if self.postgres else self._sqlite_semantic)(vector)
+            lists["semantic"] = self.semantic_statements(vector)
         return lists
+
+    def semantic_statements(self, vector: list[float]) -> list:
+        return (self._pg_semantic if self.postgres else self._sqlite_semantic)(vector)
 
     def finish(self, rows: dict[str, list[dict]], vector, notes) -> SearchOutcome:
         ran = self.mode if vector is not None or self.mode == "lexical" else "lexical"

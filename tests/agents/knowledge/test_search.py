@@ -199,3 +199,24 @@ def test_the_async_search_of_the_turn_path_finds_the_same(kb_project, embeddings
         asynchronous = async_to_sync(search.knowledge_asearch)(project=kb_project, query=question, mode=mode)
         assert [h.chunk_id for h in asynchronous.hits] == [h.chunk_id for h in sync.hits], mode
         assert asynchronous.mode == mode
+
+
+@pytest.mark.django_db(transaction=True)
+def test_hybrid_outside_a_transaction_runs_semantic_on_a_connection_of_its_own_with_the_same_hits(embeddings_server,
+                                                                                                  monkeypatch):
+    """Outside a transaction (an API request) PostgreSQL's semantic statement runs in the embedding thread on a
+    pooled connection while the lexical one runs here: the same hits, in the same order, as inside one."""
+    from django.db import connection, transaction
+
+    project = ProjectFactory(language="en")
+    corpus_index(project, DOCUMENTS)
+    questions = [question for question, _expected in QUESTIONS[:8]]
+    elsewhere, real = [], search._semantic_elsewhere
+    monkeypatch.setattr(search, "_semantic_elsewhere", lambda plan: elsewhere.append(plan.query) or real(plan))
+    outside = [knowledge_search(project=project, query=question, top_k=5, mode="hybrid") for question in questions]
+    with transaction.atomic():
+        inside = [knowledge_search(project=project, query=question, top_k=5, mode="hybrid") for question in questions]
+    assert len(elsewhere) == (len(questions) if connection.vendor == "postgresql" else 0)
+    assert [outcome.mode for outcome in outside] == ["hybrid"] * len(questions)
+    assert ([[hit.chunk_id for hit in outcome.hits] for outcome in outside]
+            == [[hit.chunk_id for hit in outcome.hits] for outcome in inside])
