@@ -25,6 +25,7 @@ from agents.knowledge.models import KnowledgeChunk
 logger = logging.getLogger(__name__)
 
 VECTOR_BATCH = 500  # vectors written per statement
+INSERT_BATCH = 1000  # PostgreSQL: chunks (with their vectors) inserted per statement
 HNSW_MAX_DIMENSIONS = 2000  # pgvector indexes `vector` up to this; beyond, semantic search scans exactly
 
 _sqlite_vec_failure: str | None = None  # why sqlite-vec could not be loaded (logged once)
@@ -138,21 +139,58 @@ def chunks_replace(*, document, drafts: Sequence, embedded=None) -> int:
     if embedded is not None and len(embedded.vectors) != len(drafts):
         raise ValueError(f"{len(embedded.vectors)} vectors for {len(drafts)} chunks.")
     using = KnowledgeChunk.objects.db
+    connection = connections[using]
+    vectors = embedded.vectors if embedded is not None and drafts else None
+    if vectors is not None and not vectors_available(using):
+        logger.info("Document %s: this database stores no vectors; its chunks are searched lexically.", document.pk)
+        vectors = None
     with transaction.atomic(using=using):
         KnowledgeChunk.objects.filter(document_id=document.pk).delete()  # the triggers drop their index entries
+        if connection.vendor == "postgresql":
+            return _pg_chunks_insert(connection, document, drafts, vectors)
         rows = KnowledgeChunk.objects.bulk_create([
             KnowledgeChunk(document_id=document.pk, project_id=document.project_id, position=draft.position,
                            content=draft.content, heading_path=list(draft.heading_path),
                            metadata=dict(draft.metadata), word_count=draft.word_count)
             for draft in drafts], batch_size=1000)
-        if embedded is not None and rows:
-            if vectors_available(using):
-                vectors_store(chunk_ids=[row.pk for row in rows], vectors=embedded.vectors,
-                              project_id=document.project_id, using=using)
-            else:
-                logger.info("Document %s: this database stores no vectors; its chunks are searched lexically.",
-                            document.pk)
+        if vectors is not None:
+            vectors_store(chunk_ids=[row.pk for row in rows], vectors=vectors, project_id=document.project_id,
+                          using=using)
     return len(rows)
+
+
+def _pg_chunks_insert(connection, document, drafts: Sequence, vectors: Sequence | None) -> int:
+    """The rows and their vectors in one INSERT per batch: written once, so that each row's heap tuple, GIN entries
+    and HNSW node are made once (an UPDATE that adds the vector afterwards writes a second version of the row and
+    indexes it again: that doubled the cost of an embedded document)."""
+    from psycopg.types.json import Jsonb
+
+    if vectors is not None:
+        _dimensions_check(vectors)
+    with connection.cursor() as cursor:
+        if vectors is not None:
+            _pg_index_ensure(cursor, len(vectors[0]), connection.settings_dict["NAME"])
+        # Each row's lexical entry is made here (migration 0003's trigger keeps an entry an INSERT brings), with
+        # the project's text search configuration and the document's name looked up once for the document.
+        entry = ("(SELECT knowledge_regconfig(p.language) AS config, d.name AS title FROM knowledge_document d "
+                 "JOIN agents_project p ON p.id = d.project_id WHERE d.id = %s) AS k")
+        inserted = 0
+        for start in range(0, len(drafts), INSERT_BATCH):
+            batch = drafts[start:start + INSERT_BATCH]
+            params = [document.pk, document.project_id, document.pk, [draft.position for draft in batch],
+                      [draft.content for draft in batch], [Jsonb(list(draft.heading_path)) for draft in batch],
+                      [Jsonb(dict(draft.metadata)) for draft in batch], [draft.word_count for draft in batch]]
+            vector, vectors_in = "", ""
+            if vectors is not None:
+                vector, vectors_in = ", t.e::vector", ", %s::text[]"
+                params.append([vector_text(item) for item in vectors[start:start + INSERT_BATCH]])
+            cursor.execute("INSERT INTO knowledge_chunk (document_id, project_id, position, content, heading_path, "
+                           f"metadata, word_count, search{', embedding' if vector else ''}) "
+                           "SELECT %s, %s, t.p, t.c, t.h, t.m, t.w, knowledge_chunk_vector(k.config, k.title, t.h, "
+                           f"t.c){vector} FROM {entry}, unnest(%s::integer[], %s::text[], %s::jsonb[], %s::jsonb[], "
+                           f"%s::integer[]{vectors_in}) AS t(p, c, h, m, w{', e' if vector else ''})", params)
+            inserted += cursor.rowcount
+    return inserted
 
 
 def vectors_store(*, chunk_ids: Sequence[int], vectors: Sequence[Sequence[float]], project_id: str,
@@ -160,9 +198,7 @@ def vectors_store(*, chunk_ids: Sequence[int], vectors: Sequence[Sequence[float]
     """Stores (or replaces) the vectors of existing chunks, all of one dimension, in batches."""
     if not chunk_ids:
         return
-    dimensions = len(vectors[0])
-    if not dimensions or any(len(vector) != dimensions for vector in vectors):
-        raise ValueError("Vectors of one document must all have the same, non-zero dimension.")
+    dimensions = _dimensions_check(vectors)
     connection = connections[using]
     with transaction.atomic(using=using), connection.cursor() as cursor:
         if connection.vendor == "postgresql":
@@ -183,6 +219,13 @@ def vectors_store(*, chunk_ids: Sequence[int], vectors: Sequence[Sequence[float]
                                    [(chunk_id, vector_blob(vector), project_id)
                                     for chunk_id, vector in zip(ids, vectors[start:start + VECTOR_BATCH],
                                                                 strict=True)])
+
+
+def _dimensions_check(vectors: Sequence[Sequence[float]]) -> int:
+    dimensions = len(vectors[0])
+    if not dimensions or any(len(vector) != dimensions for vector in vectors):
+        raise ValueError("Vectors of one document must all have the same, non-zero dimension.")
+    return dimensions
 
 
 def vector_text(vector: Sequence[float]) -> str:

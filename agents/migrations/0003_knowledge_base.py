@@ -90,15 +90,23 @@ POSTGRES_SQL = [
     + " ".join(f"WHEN '{code}' THEN '{name}'" for code, name in ISO_CODES.items())
     + " " + " ".join(f"WHEN '{name}' THEN '{name}'" for name in POSTGRES_LANGUAGES)
     + """ ELSE 'simple' END)::regconfig $$""",
+    # A chunk's entry: its document's name and heading path weigh more than its body.
+    """CREATE FUNCTION knowledge_chunk_vector(config regconfig, title text, heading_path jsonb, content text)
+       RETURNS tsvector LANGUAGE sql IMMUTABLE AS $$
+         SELECT setweight(to_tsvector(config, coalesce(title, '') || ' '
+                          || coalesce((SELECT string_agg(value, ' ') FROM jsonb_array_elements_text(heading_path)),
+                                      '')), 'A')
+                || to_tsvector(config, content) $$""",
+    # agents/knowledge/index.py inserts a document's chunks with their entries made in the same statement (the
+    # configuration and the title looked up once, not once a row): an INSERT that brings its entry keeps it. Any
+    # other write is indexed here.
     """CREATE FUNCTION knowledge_chunk_search() RETURNS trigger LANGUAGE plpgsql AS $$
        DECLARE config regconfig; title text;
        BEGIN
+         IF TG_OP = 'INSERT' AND NEW.search IS NOT NULL THEN RETURN NEW; END IF;
          SELECT knowledge_regconfig(p.language), d.name INTO config, title
            FROM knowledge_document d JOIN agents_project p ON p.id = d.project_id WHERE d.id = NEW.document_id;
-         NEW.search := setweight(to_tsvector(config, coalesce(title, '') || ' '
-                                 || coalesce((SELECT string_agg(value, ' ')
-                                              FROM jsonb_array_elements_text(NEW.heading_path)), '')), 'A')
-                       || to_tsvector(config, NEW.content);
+         NEW.search := knowledge_chunk_vector(config, title, NEW.heading_path, NEW.content);
          RETURN NEW;
        END $$""",
     """CREATE TRIGGER knowledge_chunk_search BEFORE INSERT OR UPDATE OF content, heading_path ON knowledge_chunk
@@ -169,6 +177,7 @@ def remove_search(apps, schema_editor):
     if schema_editor.connection.vendor == "postgresql":
         schema_editor.execute("DROP TRIGGER IF EXISTS knowledge_chunk_search ON knowledge_chunk")
         schema_editor.execute("DROP FUNCTION IF EXISTS knowledge_chunk_search()")
+        schema_editor.execute("DROP FUNCTION IF EXISTS knowledge_chunk_vector(regconfig, text, jsonb, text)")
         schema_editor.execute("DROP FUNCTION IF EXISTS knowledge_query(text, text, integer)")
         schema_editor.execute("DROP FUNCTION IF EXISTS knowledge_regconfig(text)")
     elif schema_editor.connection.vendor == "sqlite":

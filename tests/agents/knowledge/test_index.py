@@ -167,3 +167,20 @@ def test_a_sqlite_vec_that_cannot_load_makes_search_lexical_never_a_crash(caplog
         "sqlite-vec could not be loaded (AttributeError: no extension loading in this build): the knowledge base's "
         "search is lexical only.") == 1
 
+
+
+@pytest.mark.skipif("connection.vendor != 'postgresql'", reason="the tsvector column: PostgreSQL only")
+def test_the_entry_an_insert_brings_is_the_one_the_trigger_makes(document):
+    """chunks_replace makes each row's entry in its INSERT (the title and configuration looked up once); the
+    trigger keeps it, and makes the same one for any other write (here: an UPDATE of the content)."""
+    index.chunks_replace(document=document, drafts=drafts("Parcels ship in two days.", "Refunds take ten days."))
+    KnowledgeChunk.objects.create(document=document, project=document.project, position=9, content="Refunds again.",
+                                  heading_path=["Help"])  # the ORM's INSERT brings no entry: the trigger's
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT id, search::text FROM knowledge_chunk WHERE document_id = %s ORDER BY position",
+                       [document.pk])
+        inserted = dict(cursor.fetchall())
+        cursor.execute("UPDATE knowledge_chunk SET content = content WHERE document_id = %s", [document.pk])
+        cursor.execute("SELECT id, search::text FROM knowledge_chunk WHERE document_id = %s", [document.pk])
+        assert dict(cursor.fetchall()) == inserted
+    assert "'refund':1A" in inserted[min(inserted)] and "'parcel'" in inserted[min(inserted)]  # title, weight A
