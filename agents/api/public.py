@@ -2,7 +2,7 @@
 project: its public metadata and widget settings, and its published versions. A developer token is a 403
 (`agents/authentication.py`); nothing here shows the document's workflows, tools or instructions."""
 from django.urls import path
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_serializer
 from rest_framework import serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -21,6 +21,7 @@ def _own_project(request) -> Project:
 
 
 class PublicProjectApi(APIView):
+    @extend_schema_serializer(component_name="PublicProject")
     class OutputSerializer(serializers.Serializer):
         id = serializers.CharField()
         name = serializers.CharField()
@@ -41,6 +42,7 @@ class PublicProjectApi(APIView):
 
 
 class PublicProjectVersionListApi(APIView):
+    @extend_schema_serializer(component_name="PublicProjectVersion")
     class OutputSerializer(serializers.Serializer):
         id = serializers.CharField(help_text="ver_…")
         name = serializers.CharField(allow_blank=True)

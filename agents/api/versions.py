@@ -4,7 +4,13 @@ project is a 404; a project key is a 403, `agents/authentication.py`). DRF views
 one operation with its own nested serializers, calling one service."""
 from django.db import transaction
 from django.urls import path
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+    extend_schema_serializer,
+    inline_serializer,
+)
 from rest_framework import serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -81,6 +87,7 @@ def _runnable(project) -> None:
 
 
 class ProjectVersionListPublishApi(APIView):
+    @extend_schema_serializer(component_name="ProjectVersionPublish")
     class PublishInputSerializer(serializers.Serializer):
         name = StrictCharField(required=False, allow_blank=True, max_length=NAME_MAX, default="")
 
@@ -154,6 +161,7 @@ class KeyCreatedSerializer(KeyOutputSerializer):
 
 
 class ProjectApiKeyListCreateApi(APIView):
+    @extend_schema_serializer(component_name="ProjectApiKeyCreate")
     class CreateInputSerializer(serializers.Serializer):
         name = StrictCharField(max_length=NAME_MAX)
         scope = serializers.ChoiceField(choices=ProjectApiKey.Scope.values,
