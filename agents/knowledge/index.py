@@ -144,7 +144,8 @@ def chunks_replace(*, document, drafts: Sequence, embedded=None) -> int:
     if vectors is not None and not vectors_available(using):
         logger.info("Document %s: this database stores no vectors; its chunks are searched lexically.", document.pk)
         vectors = None
-    with transaction.atomic(using=using):
+    # No savepoint of its own (two round trips): a failure here fails the caller's transaction anyway.
+    with transaction.atomic(using=using, savepoint=False):
         KnowledgeChunk.objects.filter(document_id=document.pk).delete()  # the triggers drop their index entries
         if connection.vendor == "postgresql":
             return _pg_chunks_insert(connection, document, drafts, vectors)

@@ -96,6 +96,9 @@ def _documents(rng: random.Random):
 def _ingest(project, documents, target: int) -> dict:
     """Documents are made before the clock starts (their words cost more than their ingestion): about enough for
     `target` chunks, and more if those were too few."""
+    import agents.knowledge.embeddings  # noqa: F401  (a worker imports these once, at start: the openai SDK alone
+    import agents.knowledge.extract  # noqa: F401  takes seconds, which the first document was charged)
+    import agents.knowledge.tasks  # noqa: F401
     from agents.knowledge.chunking import chunk_document
     from agents.knowledge.models import KnowledgeDocument
     from agents.knowledge.services import document_create_text, document_process
