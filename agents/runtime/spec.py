@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 
 from agents.runtime.builtins import BUILT_IN_TOOLS, workflow_tools
-from agents.runtime.cache import WORKFLOWS, json_digest
+from agents.runtime.cache import WORKFLOWS, content_digest
 from agents.runtime.matching import IntentIndex
 from agents.runtime.steps import STEP_TYPES, Step, StepBuild
 from agents.runtime.templates import Expression
@@ -94,8 +94,10 @@ class AgentSpec:
 
 
 def validate_document(document: dict) -> None:
-    """Raises DocumentError with every problem of the document (details keyed by location)."""
-    _Builder(document).build(project_id="", version_id="")
+    """Raises DocumentError with every problem of the document (details keyed by location). It compiles what a spec
+    compiles (shared with the spec built next, `agents/runtime/cache.py`) but not the intent index, which cannot
+    fail."""
+    _Builder(document).build(project_id="", version_id="", check_only=True)
 
 
 class _Builder:
@@ -117,7 +119,7 @@ class _Builder:
             return default
         return value
 
-    def build(self, *, project_id: str, version_id: str) -> AgentSpec:
+    def build(self, *, project_id: str, version_id: str, check_only: bool = False) -> AgentSpec | None:
         settings = self.part("settings", dict, {})
         rate_limit_per_minute, turn_timeout_seconds = self.limits(settings)
         variables, variable_types = self.variables(self.part("variables", list, []))
@@ -142,6 +144,8 @@ class _Builder:
         harness = self.harness(self.part("behaviourConfig", dict, {}))
         if self.errors:
             raise DocumentError.listing(self.errors)
+        if check_only:
+            return None
         intents = IntentIndex(
             (workflow.id, utterance) for workflow in workflows.values() for utterance in workflow.intents
         )
@@ -331,7 +335,7 @@ class _Builder:
     def workflows(self, items: list) -> dict[str, Workflow]:
         ids = [item.get("id") if isinstance(item, dict) else None for item in items]
         workflow_ids = frozenset(i for i in ids if isinstance(i, str) and i)
-        ids_digest = json_digest(sorted(workflow_ids))
+        ids_digest = content_digest(sorted(workflow_ids))
         built: dict[str, Workflow] = {}
         for i, item in enumerate(items):
             where = f"workflows[{i}]"
@@ -348,7 +352,7 @@ class _Builder:
             # A workflow compiles from its own JSON and the document's workflow ids alone, and a compiled one is
             # immutable: one that a previous document held unchanged (a write of another part) is not compiled
             # again. Only workflows without a fault are cached.
-            key = json_digest(item)
+            key = content_digest(item)
             workflow = WORKFLOWS.get((key, ids_digest)) if key is not None else None
             if workflow is None:
                 faults = self.fault_count()

@@ -18,6 +18,7 @@ from jsonschema import SchemaError
 from jsonschema.exceptions import best_match
 from jsonschema.validators import validator_for
 
+from agents.runtime.cache import compiled
 from agents.runtime.ports import ToolDefinition
 from agents.runtime.templates import Template
 from agents.runtime.types import DocumentError
@@ -123,7 +124,7 @@ def _check_templates(http: Mapping, where: str, error) -> None:
         if not isinstance(source, str) or "{" not in source:
             return
         try:
-            Template(source, at)
+            compiled(Template, source, at)
         except DocumentError as exc:
             error(at, "Not a valid template." if secret else exc.details[at][0])
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from agents.runtime.cache import TEMPLATES
+from agents.runtime.cache import compiled
 from agents.runtime.templates import Expression, Template
 
 if TYPE_CHECKING:
@@ -62,24 +62,10 @@ class StepBuild:
         self.errors.setdefault(self.where + at, []).append(message)
 
     def template(self, key: str, source: Any, *, at: str) -> None:
-        self.templates[key] = _compiled(Template, source, self.where + at)
+        self.templates[key] = compiled(Template, source, self.where + at)
 
     def expression(self, key: str, source: Any, *, at: str) -> None:
-        self.expressions[key] = _compiled(Expression, source, self.where + at)
-
-
-def _compiled(kind: type[Template] | type[Expression], source: Any, where: str) -> Template | Expression:
-    """A template or expression compiled once per process for each source text (they are immutable and hold no
-    location), so that validating a document compiles only the texts it has not seen. A fault is raised with
-    `where`, and never cached."""
-    if not isinstance(source, str):
-        return kind(source, where)  # raises, naming where
-    key = (kind.__name__, source)
-    found = TEMPLATES.get(key)
-    if found is None:
-        found = kind(source, where)
-        TEMPLATES.put(key, found)
-    return found
+        self.expressions[key] = compiled(Expression, source, self.where + at)
 
 
 class StepRun:
