@@ -2,6 +2,7 @@
 query: a turn never reads or parses a document it has already compiled (keys name immutable definitions). The spec
 is built from the document with its tool secrets decrypted (`agents/secrets.py`): the only place they are opened."""
 import hashlib
+import json
 import logging
 import threading
 from collections import OrderedDict
@@ -9,7 +10,7 @@ from collections import OrderedDict
 from asgiref.sync import sync_to_async
 from django.db.models import QuerySet
 
-from agents.models import Project, ProjectVersion
+from agents.models import DOCUMENT_PARTS, Project, ProjectVersion
 from agents.runtime import AgentSpec, DocumentError
 from agents.secrets import document_open, document_redact
 from config import db
@@ -140,6 +141,76 @@ def project_document(project: Project) -> dict:
     document = project.as_document(sealed=True)
     document["tools"] = document_redact({"tools": document["tools"]})["tools"]
     return document
+
+
+class _DocumentTexts:
+    """The JSON text of each part of recently written or read development documents, as the API shows them
+    (redacted), keyed by (project, `updated_at`) like the spec cache: an entry never goes stale. A write stores the
+    texts it made for its UPDATE, so that its answer, and the GETs after it, serialize only the project's own
+    fields, not megabytes of workflows. Bounded by size; least recently used first out."""
+
+    def __init__(self, max_bytes: int):
+        self._max_bytes = max_bytes
+        self._bytes = 0
+        self._items: OrderedDict = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key) -> dict | None:
+        with self._lock:
+            found = self._items.get(key)
+            if found is not None:
+                self._items.move_to_end(key)
+            return found
+
+    def put(self, key, texts: dict) -> None:
+        size = sum(len(text) for text in texts.values())
+        if size > self._max_bytes // 4:
+            return
+        with self._lock:
+            if key in self._items:
+                return
+            self._items[key] = texts
+            self._bytes += size
+            while self._bytes > self._max_bytes:
+                _key, dropped = self._items.popitem(last=False)
+                self._bytes -= sum(len(text) for text in dropped.values())
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+            self._bytes = 0
+
+
+document_texts = _DocumentTexts(64 * 1024 * 1024)
+
+
+def document_texts_remember(project: Project, texts: dict[str, str]) -> None:
+    """What a write made: each part's JSON text, redacted (`project_document_json` serves them)."""
+    document_texts.put((project.pk, project.updated_at.isoformat()), texts)
+
+
+def project_document_json(project: Project) -> bytes:
+    """`project_document(project)` as JSON. The parts' texts come from the process's cache when this version of
+    the document was written or read here before (then the document is not even loaded, if it was deferred)."""
+    key = (project.pk, project.updated_at.isoformat())
+    texts = document_texts.get(key)
+    if texts is None:
+        if "document" in project.get_deferred_fields():
+            project.refresh_from_db(fields=["document"])
+        document = project_document(project)
+        texts = {part: json.dumps(document[part]) for part in DOCUMENT_PARTS}
+        document_texts.put(key, texts)
+    head = {"id": project.id, "name": project.name, "description": project.description,
+            "framework": project.framework, "language": project.language, "slug": project.slug}
+    tail = {"createdAt": _timestamp(project.created_at), "updatedAt": _timestamp(project.updated_at)}
+    members = [f"{json.dumps(name)}: {json.dumps(value)}" for name, value in head.items()]
+    members += [f"{json.dumps(part)}: {texts[part]}" for part in DOCUMENT_PARTS]
+    members += [f"{json.dumps(name)}: {json.dumps(value)}" for name, value in tail.items()]
+    return ("{" + ", ".join(members) + "}").encode()
+
+
+def _timestamp(value) -> str:
+    return value.isoformat().replace("+00:00", "Z")
 
 
 def project_etag(project: Project) -> str:

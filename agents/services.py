@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 from django.utils.text import slugify
 
@@ -32,7 +32,7 @@ from agents.models import (
     default_document,
 )
 from agents.runtime import DocumentError, validate_document
-from agents.secrets import document_open, document_seal
+from agents.secrets import document_open, document_redact, document_seal
 
 logger = logging.getLogger(__name__)
 
@@ -88,7 +88,7 @@ def project_update(*, project: Project, document: dict, replace: bool = False, i
 def _project_write(*, project: Project, if_match: str | None, change, replace: bool = False) -> Project:
     """The one write path of a development document: lock the row, check the precondition, merge `change(row)` (a
     partial document computed from the locked row) onto it, validate the whole, seal, store."""
-    from agents.selectors import etag_matches, project_etag
+    from agents.selectors import document_texts_remember, etag_matches, project_etag
     from config.api.errors import ApiError, ErrorCode, NotFound
 
     with transaction.atomic():
@@ -110,10 +110,31 @@ def _project_write(*, project: Project, if_match: str | None, change, replace: b
             setattr(row, field, value)
         row.framework = framework
         row.document = parts
-        row.save()
+        texts = {part: json.dumps(value) for part, value in parts.items()}
+        _store(row, texts)
+        texts["tools"] = json.dumps(document_redact({"tools": parts["tools"]})["tools"])
+    document_texts_remember(row, texts)
     for model_field in Project._meta.concrete_fields:
         setattr(project, model_field.attname, getattr(row, model_field.attname))
     return project
+
+
+def _store(row: Project, texts: dict[str, str]) -> None:
+    """Saves the row. On PostgreSQL the document goes as the JSON text already made of its parts (which the API's
+    answer reuses) in a statement whose parameters are bound by the server: a document of megabytes is neither
+    serialized again nor escaped into the SQL text (Django's cursors bind on the client)."""
+    if connection.vendor != "postgresql":
+        row.save()
+        return
+    import psycopg
+
+    row.updated_at = timezone.now()
+    document = "{" + ", ".join(f"{json.dumps(part)}: {text}" for part, text in texts.items()) + "}"
+    with psycopg.Cursor(connection.connection) as cursor:
+        cursor.execute(
+            "UPDATE agents_project SET name = %s, description = %s, language = %s, framework = %s, "
+            "document = %s::jsonb, updated_at = %s WHERE id = %s",
+            [row.name, row.description, row.language, row.framework, document, row.updated_at, row.pk])
 
 
 def _validate(parts: dict, fields: dict, framework: str) -> None:

@@ -9,6 +9,7 @@ nothing stored) and its secrets sealed. GET and every write answer with the proj
 read never overwrites a change it did not see. One class per path, each method one operation."""
 import base64
 
+from django.http import HttpResponse
 from django.urls import path
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import serializers
@@ -76,10 +77,12 @@ def _write(call, **kwargs):
         raise ApiError(exc.message, details=exc.details) from None
 
 
-def _document(project: Project, status: int = 200) -> Response:
-    """The project document, redacted, with its ETag."""
-    return Response(selectors.project_document(project), status=status,
-                    headers={"ETag": selectors.project_etag(project)})
+def _document(project: Project, status: int = 200) -> HttpResponse:
+    """The project document, redacted, with its ETag. Its JSON is assembled from the parts' texts that the write
+    (or an earlier read) made (`selectors.project_document_json`), not serialized again by DRF: a large project's
+    workflows are megabytes."""
+    return HttpResponse(selectors.project_document_json(project), status=status, content_type="application/json",
+                        headers={"ETag": selectors.project_etag(project)})
 
 
 class ProjectListCreateApi(APIView):
@@ -112,7 +115,7 @@ class ProjectDetailApi(APIView):
                    parameters=[PROJECT_ID, ETAG],
                    responses={200: ProjectDocumentSerializer, **error_responses(401, 403, 404, 429)})
     def get(self, request, project_id: str):
-        return _document(_project(request, project_id))
+        return _document(_project(request, project_id, document=False))  # read only when not cached
 
     @extend_schema(operation_id="project_update", summary="Update any top-level part; the whole is validated",
                    description="The parts sent replace the stored ones; the merged document is validated as a "

@@ -155,6 +155,24 @@ def test_get_returns_the_document_redacted_with_its_etag(dev, url, demo_project)
     assert response.headers["ETag"].startswith('"')
 
 
+def test_the_document_a_write_answers_is_the_one_read_back_from_the_database(dev, url):
+    """The answer of a write is assembled from the texts the write made (and cached); read from the database
+    afresh, the same document (redacted the same way) comes back."""
+    from agents.selectors import document_texts
+
+    dev.put(f"{url}/tools/lookup", http_tool(headers={"Authorization": "Bearer s3cret"}), format="json")
+    written = dev.patch(url, {"instructions": "Ünïcode ✓", "settings": {"fallbackMessage": 'Say "hi"'}},
+                        format="json")
+    cached = dev.get(url)
+    document_texts.clear()
+    fresh = dev.get(url)
+
+    assert written.json() == cached.json() == fresh.json()
+    assert fresh.json()["tools"][0]["http"]["headers"] == {"Authorization": REDACTED}
+    assert written.headers["ETag"] == cached.headers["ETag"] == fresh.headers["ETag"]
+    assert written["Content-Type"] == "application/json"
+
+
 def test_patch_replaces_the_parts_it_has_and_keeps_the_others(dev, url, demo_project):
     before = dev.get(url).json()
 
