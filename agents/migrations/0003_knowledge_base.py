@@ -82,13 +82,8 @@ ISO_CODES = {"ar": "arabic", "da": "danish", "nl": "dutch", "en": "english", "fi
              "ro": "romanian", "ru": "russian", "es": "spanish", "sv": "swedish", "ta": "tamil", "tr": "turkish"}
 
 POSTGRES_SQL = [
-    # MAIN: the tsvector stays in the row (compressed) rather than in the TOAST table: ranking reads it for every
-    # candidate, and a TOAST fetch per candidate (an index probe and a heap page) was most of a lexical search.
     "ALTER TABLE knowledge_chunk ADD COLUMN search tsvector",
-    "ALTER TABLE knowledge_chunk ALTER COLUMN search SET STORAGE MAIN",
-    # A smaller pending list than the 4 MB default: every search reads the whole list (rows inserted since the last
-    # vacuum), while inserts still go in batches.
-    "CREATE INDEX knowledge_chunk_search ON knowledge_chunk USING gin (search) WITH (gin_pending_list_limit = 512)",
+    "CREATE INDEX knowledge_chunk_search ON knowledge_chunk USING gin (search)",
     # 'en', 'en-GB', 'english' → english; anything else → simple (no stemming, no stop words).
     """CREATE FUNCTION knowledge_regconfig(language text) RETURNS regconfig LANGUAGE sql IMMUTABLE AS $$
          SELECT (CASE lower(split_part(replace(language, '_', '-'), '-', 1)) """
