@@ -4,20 +4,13 @@ import json
 import re
 
 import pytest
-from django.contrib.admin.utils import quote
 
 from agents.ids import key_digest
 from agents.models import DeveloperToken, Project, ProjectApiKey, ProjectVersion
 from agents.services import developer_token_create, project_api_key_create, version_publish
+from tests.admin_urls import admin_url
 
 pytestmark = pytest.mark.django_db
-
-
-def admin_url(model: str, pk: str, view: str = "change") -> str:
-    """An object's admin page, its id quoted as the admin's own links quote it. The admin unquotes the id in the
-    path (`_2F` is `/`, `_3A` is `:`, `_5F` is `_`, …), so a raw id whose random part begins with such a pair
-    (`proj_2F…`, about one id in 190) reads as another id, "doesn't exist", and the page redirects to /admin/."""
-    return f"/admin/agents/{model}/{quote(pk)}/{view}/"
 
 
 def test_every_admin_page_renders(admin_client, demo_project, developer_token, project_key):

@@ -15,6 +15,7 @@ from agents.models import Project, ProjectVersion
 from agents.runtime import DocumentError
 from agents.secrets import REDACTED, document_open, document_redact, document_seal, is_sealed
 from agents.services import project_api_key_create, project_create, project_update, version_publish
+from tests.admin_urls import admin_url
 
 SECRET = "sk-live-4f9c1b7e2a6d8035"
 MCP_SECRET = "mcp-token-91e0c3b5d7a2"
@@ -195,11 +196,11 @@ def test_the_admin_shows_no_plaintext(admin_client, workspace):
     project = project_create(workspace=workspace, name="Secrets", document=document())
     version = version_publish(project=project)
 
-    for page in [f"/admin/agents/project/{project.pk}/change/", f"/admin/agents/projectversion/{version.pk}/change/",
+    for page in [admin_url("project", project.pk), admin_url("projectversion", version.pk),
                  "/admin/agents/project/", "/admin/agents/projectversion/"]:
         html = admin_client.get(page).content.decode()
         assert SECRET not in html and MCP_SECRET not in html, page
-    assert REDACTED in admin_client.get(f"/admin/agents/project/{project.pk}/change/").content.decode()
+    assert REDACTED in admin_client.get(admin_url("project", project.pk)).content.decode()
 
 
 def test_the_migration_seals_plaintext_already_stored(workspace):

@@ -3,6 +3,7 @@ import pytest
 
 from agents.runtime import Action
 from conversations.models import Conversation, Message
+from tests.admin_urls import admin_url
 from tests.turns import run_turn_now
 
 pytestmark = pytest.mark.django_db
@@ -17,7 +18,7 @@ def conversation(demo_project):
 
 
 def test_conversation_page_shows_the_transcript(admin_client, conversation):
-    response = admin_client.get(f"/admin/conversations/conversation/{conversation.pk}/change/")
+    response = admin_client.get(admin_url("conversation", conversation.pk, app="conversations"))
 
     assert response.status_code == 200
     html = response.content.decode()
@@ -33,7 +34,7 @@ def test_an_interrupted_reply_is_marked(admin_client, demo_project):
     run_turn_now(demo_project, Action("launch", None))
     Message.objects.filter(role=Message.Role.ASSISTANT).update(status=Message.Status.INTERRUPTED)
 
-    html = admin_client.get(f"/admin/conversations/conversation/{Conversation.objects.get().pk}/change/"
+    html = admin_client.get(admin_url("conversation", Conversation.objects.get().pk, app="conversations")
                             ).content.decode()
     assert "cdt-failed" in html and "<strong>interrupted</strong>" in html
 
@@ -49,7 +50,7 @@ def test_an_agent_reply_shows_its_tool_calls_and_what_it_cost(admin_client, demo
         llm_calls=[{"model": "fake-model"}, {"model": "fake-model"}],
         tool_calls=[{"tool": "lookup_account", "status": "error", "durationMs": 84, "error": "status 503"}])
 
-    html = admin_client.get(f"/admin/conversations/conversation/{Conversation.objects.get().pk}/change/"
+    html = admin_client.get(admin_url("conversation", Conversation.objects.get().pk, app="conversations")
                             ).content.decode()
     assert "<p>Let me look.</p>" in html  # the streamed chunks read as one reply
     assert "→ calls lookup_account" in html
@@ -62,9 +63,9 @@ def test_conversations_and_messages_cannot_be_edited(admin_client, conversation)
 
     assert admin_client.get("/admin/conversations/conversation/add/").status_code == 403
     assert admin_client.get("/admin/conversations/message/add/").status_code == 403
-    response = admin_client.post(f"/admin/conversations/message/{message.pk}/change/", {"content": "forged"})
+    response = admin_client.post(admin_url("message", message.pk, app="conversations"), {"content": "forged"})
     assert response.status_code == 403
-    admin_client.post(f"/admin/conversations/conversation/{conversation.pk}/change/", {"status": "ended"})
+    admin_client.post(admin_url("conversation", conversation.pk, app="conversations"), {"status": "ended"})
     assert Conversation.objects.get().status == "active"
     message.refresh_from_db()
     assert message.content == ""
@@ -72,6 +73,6 @@ def test_conversations_and_messages_cannot_be_edited(admin_client, conversation)
 
 def test_changelists_render(admin_client, conversation):
     for path in ("/admin/conversations/conversation/", "/admin/conversations/message/",
-                 f"/admin/conversations/message/{conversation.messages.first().pk}/change/",
+                 admin_url("message", conversation.messages.first().pk, app="conversations"),
                  "/admin/conversations/conversation/?q=jane&status__exact=active"):
         assert admin_client.get(path).status_code == 200, path

@@ -22,6 +22,7 @@ from agents.knowledge.services import (
     documents_recover,
 )
 from config.api.errors import ApiError, ErrorCode
+from tests.admin_urls import admin_url
 from tests.fakes.embeddings_server import EmbeddingsServer, Failure
 
 REFUNDS = """# Refunds
@@ -441,7 +442,7 @@ def test_the_admin_shows_documents_and_processes_one_again(admin_client, demo_pr
 
     listing = admin_client.get("/admin/agents/knowledgedocument/").content.decode()
     assert "Refund policy" in listing and "Processing failed: ZeroDivisionError" in listing
-    page = admin_client.get(f"/admin/agents/knowledgedocument/{document.pk}/change/")
+    page = admin_client.get(admin_url("knowledgedocument", document.pk))
     assert page.status_code == 200 and b"Processing failed" in page.content
     assert admin_client.get("/admin/agents/knowledgedocument/add/").status_code == 403
 
@@ -454,5 +455,5 @@ def test_the_admin_shows_documents_and_processes_one_again(admin_client, demo_pr
 
     path = settings.MEDIA_ROOT / document.stored_path
     with committed():
-        admin_client.post(f"/admin/agents/knowledgedocument/{document.pk}/delete/", {"post": "yes"})
+        admin_client.post(admin_url("knowledgedocument", document.pk, "delete"), {"post": "yes"})
     assert not KnowledgeDocument.objects.exists() and not path.exists()
