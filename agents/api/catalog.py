@@ -25,6 +25,7 @@ from config import db
 from config.api.endpoints import api_endpoint, json_body, json_response
 from config.api.errors import ApiError, Conflict, ErrorCode, Forbidden
 from config.api.schema import ERROR, error_responses
+from config.api.validation import closed_object
 from conversations.api.serializers import StrictCharField
 
 PROJECT_DOCUMENT = inline_serializer("ProjectDocument", {
@@ -47,18 +48,6 @@ def developer_user(credential):
     if getattr(credential, "kind", None) != "developer":
         raise Forbidden("Creating projects needs a developer token (cdt_acc_…), not a project key.")
     return credential.user
-
-
-def closed(serializer_class, data) -> dict:
-    """A JSON object with only the serializer's fields (a misspelt field is a 400, not silently ignored)."""
-    if not isinstance(data, dict):
-        raise serializers.ValidationError({"non_field_errors": ["The body must be a JSON object."]})
-    serializer = serializer_class(data=data)
-    serializer.is_valid(raise_exception=True)
-    unknown = set(data) - set(serializer.fields)
-    if unknown:
-        raise serializers.ValidationError({key: ["Unknown field."] for key in sorted(unknown)})
-    return serializer.validated_data
 
 
 def create(*, user, name: str, document: dict, workspace_id: str | None) -> Project:
@@ -99,7 +88,7 @@ class TemplateListCreateApi(APIView):
                    responses={201: PROJECT_DOCUMENT, **error_responses(400, 401, 403, 404, 409, 413, 415, 429)})
     def post(self, request):
         user = developer_user(request.auth)
-        data = closed(self.CreateInputSerializer, request.data)
+        data = closed_object(self.CreateInputSerializer, request.data)
         template = project_templates.TEMPLATES.get(data["templateId"])
         if template is None:
             raise ApiError(f"There is no template {data['templateId']!r}; GET /api/v1/projects/templates lists them.",
@@ -171,7 +160,7 @@ class ProjectGenerateApi(APIView):
 
 async def generate(request, credential):
     user = developer_user(credential)
-    data = closed(GenerateInputSerializer, json_body(request))
+    data = closed_object(GenerateInputSerializer, json_body(request))
     try:
         document = await document_generate(brief=data["brief"])
     except GenerateRefused as exc:

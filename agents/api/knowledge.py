@@ -18,6 +18,7 @@ from config.api.middleware import _body_size
 from config.api.pagination import paginate, parse_limit
 from config.api.parsers import StrictJSONParser, check_json, loads
 from config.api.schema import ERROR, error_responses
+from config.api.validation import closed_object
 from conversations.api.serializers import StrictCharField
 
 PROJECT_HEADER = OpenApiParameter("X-Project-Id", str, OpenApiParameter.HEADER, required=False,
@@ -36,18 +37,6 @@ def _project(request):
     if credential.is_widget:
         raise Forbidden("A widget key may not use the knowledge base; use a server key.")
     return project_for_credential(credential, request.headers.get("X-Project-Id"))
-
-
-def _validated(serializer_class, data) -> dict:
-    """A closed JSON object: unknown keys are a 400, so that a misspelt field is not silently ignored."""
-    if not isinstance(data, dict):
-        raise serializers.ValidationError({"non_field_errors": ["The body must be a JSON object."]})
-    serializer = serializer_class(data=data)
-    serializer.is_valid(raise_exception=True)
-    unknown = set(data) - set(serializer.fields)
-    if unknown:
-        raise serializers.ValidationError({key: ["Unknown field."] for key in sorted(unknown)})
-    return serializer.validated_data
 
 
 class StrictIntegerField(serializers.IntegerField):
@@ -131,7 +120,7 @@ class KnowledgeDocumentListCreateApi(APIView):
         responses={201: DocumentCreatedSerializer, **error_responses(400, 401, 403, 404, 413, 415, 429)})
     def post(self, request):
         project = _project(request)
-        data = _validated(self.CreateInputSerializer, request.data)
+        data = closed_object(self.CreateInputSerializer, request.data)
         document = services.document_create_text(project=project, name=data["name"], content=data["content"],
                                                  metadata=data["metadata"])
         return _created(document)
@@ -231,7 +220,7 @@ class KnowledgeDocumentUploadApi(APIView):
         project = _project(request)
         if request.content_type.startswith("multipart/form-data"):
             return _created(_upload(request, project))
-        data = _validated(self.UrlInputSerializer, request.data)
+        data = closed_object(self.UrlInputSerializer, request.data)
         return _created(services.document_create_url(project=project, name=data.get("name"), url=data["url"],
                                                      metadata=data["metadata"]))
 
@@ -312,7 +301,7 @@ class KnowledgeSearchApi(APIView):
         from agents.knowledge.search import SearchUnavailable, knowledge_search
 
         project = _project(request)
-        data = _validated(self.InputSerializer, request.data)
+        data = closed_object(self.InputSerializer, request.data)
         try:
             outcome = knowledge_search(project=project, query=data["query"], top_k=data["topK"], mode=data["mode"],
                                        filters=data["filters"] or None)

@@ -16,20 +16,6 @@ FRAMEWORKS = list(Project.Framework.values)
 READ_ONLY = ("id", "slug", "createdAt", "updatedAt")
 
 
-def validated(serializer_class, data, *, ignore: tuple[str, ...] = ()) -> dict:
-    """A closed JSON object: an unknown key is a 400 (a misspelt part is not silently dropped); `ignore` names keys
-    accepted and dropped."""
-    if not isinstance(data, dict):
-        raise serializers.ValidationError({"non_field_errors": ["The body must be a JSON object."]})
-    data = {key: value for key, value in data.items() if key not in ignore}
-    serializer = serializer_class(data=data)
-    serializer.is_valid(raise_exception=True)
-    unknown = set(data) - set(serializer.fields)
-    if unknown:
-        raise serializers.ValidationError({key: ["Unknown field."] for key in sorted(unknown)})
-    return serializer.validated_data
-
-
 class JsonObjectField(serializers.DictField):
     """A JSON object, kept as it is (DRF's DictField would rebuild it key by key)."""
 

@@ -29,13 +29,13 @@ from agents.api.project_serializers import (
     WorkflowInputSerializer,
     WorkflowPageSerializer,
     WorkflowSerializer,
-    validated,
 )
 from agents.models import Project
 from agents.runtime import DocumentError
 from config.api.errors import ApiError, Forbidden
 from config.api.pagination import page_body, paginate, parse_limit
 from config.api.schema import ERROR, error_responses
+from config.api.validation import closed_object
 
 PROJECT_ID = OpenApiParameter("project_id", str, OpenApiParameter.PATH, description="The project (`proj_…`)")
 WORKFLOW_ID = OpenApiParameter("workflow_id", str, OpenApiParameter.PATH, description="The workflow's id")
@@ -102,7 +102,7 @@ class ProjectListCreateApi(APIView):
                    responses={201: ProjectDocumentSerializer, **error_responses(400, 401, 403, 404, 413, 415, 429)})
     def post(self, request):
         user = _user(request)
-        data = validated(ProjectCreateInputSerializer, request.data)
+        data = closed_object(ProjectCreateInputSerializer, request.data)
         project = _write(services.project_create_for_user, user=user, name=data["name"],
                          workspace_id=data.get("workspaceId"), framework=data.get("framework"),
                          description=data.get("description"),
@@ -124,7 +124,7 @@ class ProjectDetailApi(APIView):
                    responses={200: ProjectDocumentSerializer, **WRITE_ERRORS})
     def patch(self, request, project_id: str):
         project = _project(request, project_id, document=False)
-        data = validated(ProjectPartsInputSerializer, request.data, ignore=READ_ONLY)
+        data = closed_object(ProjectPartsInputSerializer, request.data, ignore=READ_ONLY)
         return _document(_write(services.project_update, project=project, document=data,
                                 if_match=_if_match(request)))
 
@@ -143,7 +143,7 @@ class ProjectPersistApi(APIView):
                    responses={200: ProjectDocumentSerializer, **WRITE_ERRORS})
     def post(self, request, project_id: str):
         project = _project(request, project_id, document=False)
-        data = validated(ProjectPartsInputSerializer, request.data, ignore=READ_ONLY)
+        data = closed_object(ProjectPartsInputSerializer, request.data, ignore=READ_ONLY)
         return _document(_write(services.project_update, project=project, document=data, replace=True,
                                 if_match=_if_match(request)))
 
@@ -185,7 +185,7 @@ def _item(request, serializer_class, item_id: str, *, closed: bool) -> dict:
     the path's."""
     data = request.data
     if closed:
-        validated(serializer_class, data)
+        closed_object(serializer_class, data)
     else:  # a workflow may carry members of its own (an editor's layout): they are kept
         if not isinstance(data, dict):
             raise serializers.ValidationError({"non_field_errors": ["The body must be a JSON object."]})

@@ -23,6 +23,7 @@ from agents.services import key_revoke, project_api_key_create, version_promote,
 from config.api.errors import Conflict, NotFound
 from config.api.pagination import page_body, paginate, parse_limit
 from config.api.schema import ERROR, error_responses
+from config.api.validation import closed_object
 from conversations.api.serializers import StrictCharField
 
 PROJECT_ID_PARAM = OpenApiParameter("project_id", str, OpenApiParameter.PATH, description="The project (`proj_…`)")
@@ -31,20 +32,6 @@ KEY_ID_PARAM = OpenApiParameter("key_id", str, OpenApiParameter.PATH, descriptio
 PAGE_PARAMS = [OpenApiParameter("limit", int, description="1–100, default 20"),
                OpenApiParameter("next", str, description="The cursor of the previous page")]
 NAME_MAX = 200
-
-
-def validated(serializer_class, data) -> dict:
-    """A closed JSON object (an empty body is `{}`): unknown keys are a 400, so a misspelt field is not ignored."""
-    if data is None or data == "":
-        data = {}
-    if not isinstance(data, dict):
-        raise serializers.ValidationError({"non_field_errors": ["The body must be a JSON object."]})
-    serializer = serializer_class(data=data)
-    serializer.is_valid(raise_exception=True)
-    unknown = set(data) - set(serializer.fields)
-    if unknown:
-        raise serializers.ValidationError({key: ["Unknown field."] for key in sorted(unknown)})
-    return serializer.validated_data
 
 
 def _page(request, queryset, serializer_class, context=None) -> Response:
@@ -110,7 +97,7 @@ class ProjectVersionListPublishApi(APIView):
                               409: OpenApiResponse(ERROR, description="CONFLICT: the development document cannot "
                                                                       "run (details name the fault)")})
     def post(self, request, project_id: str):
-        data = validated(self.PublishInputSerializer, request.data)
+        data = closed_object(self.PublishInputSerializer, request.data, empty_is_object=True)
         with transaction.atomic():
             # The row lock: the snapshot is the document as committed, no PATCH half-way through it.
             project = developer_project_get(request.auth, project_id, lock=True)
@@ -181,7 +168,7 @@ class ProjectApiKeyListCreateApi(APIView):
                    responses={201: KeyCreatedSerializer, **error_responses(400, 401, 403, 404, 413, 415, 429)})
     def post(self, request, project_id: str):
         project = developer_project_get(request.auth, project_id)
-        data = validated(self.CreateInputSerializer, request.data)
+        data = closed_object(self.CreateInputSerializer, request.data, empty_is_object=True)
         row, key = project_api_key_create(project=project, name=data["name"], scope=data["scope"])
         row.key = key
         return Response(KeyCreatedSerializer(row).data, status=201)
