@@ -97,6 +97,12 @@ def client_for():
 
 
 @pytest.fixture
+def developer(developer_token, client_for):
+    """A client with a developer token of the user of the demo project's workspace."""
+    return client_for(developer_token)
+
+
+@pytest.fixture
 def server_client(project_key, client_for):
     """A client with a server key of the demo project."""
     return client_for(project_key)

@@ -40,3 +40,13 @@ def slow_document(tool_url: str, *, seconds: float = 5, timeout: int | None = No
             {"source": "call", "port": "error", "target": "failed"},
         ]}],
     }
+
+
+def say(words: str) -> dict:
+    """The body of a turn of typed text."""
+    return {"action": {"type": "text", "payload": words}}
+
+
+def texts(traces: list[dict]) -> list[str]:
+    """The messages of a turn's text traces."""
+    return [trace["payload"]["message"] for trace in traces if trace["type"] == "text"]

@@ -17,7 +17,7 @@ from config.api.errors import ApiError, ErrorCode, Forbidden
 from config.api.middleware import _body_size
 from config.api.pagination import paginate, parse_limit
 from config.api.parsers import StrictJSONParser, check_json, loads
-from config.api.schema import ERROR, error_responses
+from config.api.schema import ERROR, PAGE_PARAMS, error_responses
 from config.api.validation import closed_object
 from conversations.api.serializers import StrictCharField
 
@@ -87,8 +87,7 @@ class KnowledgeDocumentListCreateApi(APIView):
         operation_id="knowledge_document_list", summary="The project's documents, newest first",
         parameters=[PROJECT_HEADER,
                     OpenApiParameter("status", str, enum=list(KnowledgeDocument.Status.values), required=False),
-                    OpenApiParameter("limit", int, description="1–100, default 20"),
-                    OpenApiParameter("next", str, description="The cursor of the previous page")],
+                    *PAGE_PARAMS],
         responses={200: inline_serializer("KnowledgeDocumentList", {
             "documents": ListOutputSerializer(many=True),
             "total": serializers.IntegerField(help_text="Documents matching the filter, all pages"),

@@ -34,14 +34,12 @@ from agents.models import Project
 from agents.runtime import DocumentError
 from config.api.errors import ApiError, Forbidden
 from config.api.pagination import page_body, paginate, parse_limit
-from config.api.schema import ERROR, error_responses
+from config.api.schema import ERROR, PAGE_PARAMS, error_responses
 from config.api.validation import closed_object
 
 PROJECT_ID = OpenApiParameter("project_id", str, OpenApiParameter.PATH, description="The project (`proj_…`)")
 WORKFLOW_ID = OpenApiParameter("workflow_id", str, OpenApiParameter.PATH, description="The workflow's id")
 TOOL_ID = OpenApiParameter("tool_id", str, OpenApiParameter.PATH, description="The tool's id")
-PAGE = [OpenApiParameter("limit", int, description="1–100, default 20"),
-        OpenApiParameter("next", str, description="The cursor of the previous page")]
 IF_MATCH = OpenApiParameter("If-Match", str, OpenApiParameter.HEADER, required=False,
                             description="An ETag of the project (or `*`): the write is applied only if it still "
                                         "matches, else 412")
@@ -87,7 +85,7 @@ def _document(project: Project, status: int = 200) -> HttpResponse:
 
 class ProjectListCreateApi(APIView):
     @extend_schema(operation_id="project_list", summary="The projects of your workspaces, newest first",
-                   parameters=PAGE,
+                   parameters=PAGE_PARAMS,
                    responses={200: inline_serializer("ProjectPage", {
                        "data": ProjectSummarySerializer(many=True), "next": serializers.CharField(allow_null=True),
                        "has_more": serializers.BooleanField()}), **error_responses(400, 401, 403, 429)})
@@ -167,7 +165,7 @@ def _after(cursor: str, workflows: list) -> int:
 
 class WorkflowListApi(APIView):
     @extend_schema(operation_id="project_workflow_list", summary="The project's workflows, in document order",
-                   parameters=[PROJECT_ID, *PAGE],
+                   parameters=[PROJECT_ID, *PAGE_PARAMS],
                    responses={200: WorkflowPageSerializer, **error_responses(400, 401, 403, 404, 429)})
     def get(self, request, project_id: str):
         workflows = selectors.project_document(_project(request, project_id))["workflows"]

@@ -22,15 +22,13 @@ from agents.runtime import DocumentError, validate_document
 from agents.services import key_revoke, project_api_key_create, version_promote, version_publish
 from config.api.errors import Conflict, NotFound
 from config.api.pagination import page_body, paginate, parse_limit
-from config.api.schema import ERROR, error_responses
+from config.api.schema import ERROR, PAGE_PARAMS, error_responses
 from config.api.validation import closed_object
 from conversations.api.serializers import StrictCharField
 
 PROJECT_ID_PARAM = OpenApiParameter("project_id", str, OpenApiParameter.PATH, description="The project (`proj_…`)")
 VERSION_ID_PARAM = OpenApiParameter("version_id", str, OpenApiParameter.PATH, description="The version (`ver_…`)")
 KEY_ID_PARAM = OpenApiParameter("key_id", str, OpenApiParameter.PATH, description="The key (`key_…`)")
-PAGE_PARAMS = [OpenApiParameter("limit", int, description="1–100, default 20"),
-               OpenApiParameter("next", str, description="The cursor of the previous page")]
 NAME_MAX = 200
 
 

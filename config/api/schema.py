@@ -1,7 +1,11 @@
 """Shared pieces of the OpenAPI schema: the error body and the trace list."""
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
-from drf_spectacular.utils import OpenApiResponse, inline_serializer
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, inline_serializer
 from rest_framework import serializers
+
+# The query parameters of every keyset-paginated list (config/api/pagination.py).
+PAGE_PARAMS = [OpenApiParameter("limit", int, description="1–100, default 20"),
+               OpenApiParameter("next", str, description="The cursor of the previous page")]
 
 ERROR = inline_serializer("Error", {
     "error": serializers.CharField(help_text="human readable"),

@@ -18,11 +18,6 @@ TOOL = {"id": "lookup", "description": "Look up an account.", "parameters": {"ty
 
 
 @pytest.fixture
-def developer(developer_token, client_for):
-    return client_for(developer_token)
-
-
-@pytest.fixture
 def mine(user, workspace, demo_project):
     return demo_project  # in the token user's workspace
 

@@ -19,11 +19,6 @@ DANGLING = {**VALID, "workflows": [{**VALID["workflows"][0], "connections": [
 
 
 @pytest.fixture
-def developer(developer_token, client_for):
-    return client_for(developer_token)
-
-
-@pytest.fixture
 def model(llm_server, settings):
     settings.CONDUET_LLM_BASE_URL, settings.CONDUET_LLM_MODEL = llm_server.url, "fake-model"
     settings.CONDUET_LLM_MAX_RETRIES = 0

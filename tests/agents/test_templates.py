@@ -8,24 +8,12 @@ from agents.project_templates import TEMPLATES
 from agents.runtime import validate_document
 from tests.asserts import assert_error
 from tests.factories import MembershipFactory
+from tests.turns import say, texts
 
 pytestmark = pytest.mark.django_db
 
 URL = "/api/v1/projects/templates"
 LAUNCH = {"action": {"type": "launch", "payload": None}}
-
-
-def say(words: str) -> dict:
-    return {"action": {"type": "text", "payload": words}}
-
-
-def texts(traces: list[dict]) -> list[str]:
-    return [trace["payload"]["message"] for trace in traces if trace["type"] == "text"]
-
-
-@pytest.fixture
-def developer(developer_token, client_for):
-    return client_for(developer_token)
 
 
 @pytest.fixture

@@ -19,11 +19,6 @@ def versions_url(project) -> str:
     return f"/api/v1/projects/{project.pk}/versions"
 
 
-@pytest.fixture
-def developer(developer_token, client_for):
-    return client_for(developer_token)
-
-
 def greet(project, text: str) -> None:
     """Changes the development document's greeting and the account flow's question (through the service, as a
     PATCH does)."""

@@ -14,6 +14,7 @@ from agents.importing.voiceflow import MAX_NODES
 from agents.models import Project
 from agents.services import project_update
 from tests.asserts import assert_error
+from tests.turns import say, texts
 
 
 def _shared_fixtures() -> Path | None:
@@ -39,19 +40,6 @@ def export(name: str) -> dict:
     if SHARED is None:
         pytest.skip("The shared Voiceflow exports (../shared/fixtures/voiceflow) are not on this machine.")
     return json.loads((SHARED / name).read_text(encoding="utf-8"))
-
-
-def say(words: str) -> dict:
-    return {"action": {"type": "text", "payload": words}}
-
-
-def texts(traces: list[dict]) -> list[str]:
-    return [trace["payload"]["message"] for trace in traces if trace["type"] == "text"]
-
-
-@pytest.fixture
-def developer(developer_token, client_for):
-    return client_for(developer_token)
 
 
 @pytest.fixture
