@@ -156,6 +156,7 @@ class BearerKeyAuthentication(authentication.BaseAuthentication):
 MANAGEMENT_API = "/api/v1/projects"
 PUBLIC_PROJECT_API = "/api/v1/project"
 CONVERSATIONS_API = "/api/v1/conversations/"
+TENANTS_API = "/tenants/"
 
 
 def _under(path: str, root: str) -> bool:
@@ -218,3 +219,26 @@ def developer_project_get(credential: Credential, project_id: str, *, lock: bool
     if project is None:
         raise NotFound(f"Project {project_id} not found.")
     return project
+
+
+def tenant_agent_get(credential: Credential, tenant: str, agent_id: str) -> Project:
+    """The agent a v2 call (`/tenants/{tenant}/api/v2/agents/{aid}/…`, API.md §7) acts on: `tenant` is its
+    workspace's slug. A developer token reaches the agents of the workspaces its user belongs to; a server key
+    only its own agent, in its own workspace. Anything else is a 404 (its existence is not revealed); a widget key
+    is refused before this (`scope_refusal`: 403)."""
+    if credential.is_widget:
+        raise Forbidden("A widget key may only use the Project API and interact; use a server key.")
+    projects = Project.objects.filter(id=agent_id, workspace__slug=tenant)
+    if credential.kind == "developer":
+        projects = projects.filter(workspace__memberships__user=credential.user)
+    elif credential.project is None or credential.project.id != agent_id:
+        projects = projects.none()
+    project = projects.first()
+    if project is None:
+        raise NotFound(f"Agent {agent_id} not found in tenant {tenant}.")
+    return project
+
+
+async def tenant_agent_aget(credential: Credential, tenant: str, agent_id: str) -> Project:
+    """`tenant_agent_get` from an async view."""
+    return await sync_to_async(db.released(tenant_agent_get))(credential, tenant, agent_id)

@@ -4,7 +4,7 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-from config.env import env_bool, env_float, env_int, env_list, env_str
+from config.env import env_bool, env_float, env_int, env_json, env_list, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -269,6 +269,23 @@ CONDUET_EMBEDDINGS_MODEL = env_str("CONDUET_EMBEDDINGS_MODEL", "text-embedding-3
 CONDUET_EMBEDDINGS_BATCH_SIZE = env_int("CONDUET_EMBEDDINGS_BATCH_SIZE", 64, minimum=1)
 CONDUET_EMBEDDINGS_TIMEOUT_SECONDS = env_float("CONDUET_EMBEDDINGS_TIMEOUT_SECONDS", 30.0, minimum=1)
 CONDUET_EMBEDDINGS_MAX_RETRIES = env_int("CONDUET_EMBEDDINGS_MAX_RETRIES", 3, minimum=0)
+
+# --- Files and data frames (files/, the v2 API). Bytes go to Django's storage: the file system under MEDIA_ROOT by
+# default; CONDUET_STORAGE_BACKEND names any other backend (a django-storages class, say) with its options as JSON.
+CONDUET_STORAGE_BACKEND = env_str("CONDUET_STORAGE_BACKEND", "django.core.files.storage.FileSystemStorage")
+CONDUET_STORAGE_OPTIONS = env_json("CONDUET_STORAGE_OPTIONS", {})
+STORAGES = {
+    "default": {"BACKEND": CONDUET_STORAGE_BACKEND, "OPTIONS": CONDUET_STORAGE_OPTIONS},
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}
+CONDUET_FILE_MAX_BYTES = env_int("CONDUET_FILE_MAX_BYTES", 25 * 1024 * 1024, minimum=1024)  # a file of an upload
+CONDUET_FILE_MAX_COUNT = env_int("CONDUET_FILE_MAX_COUNT", 10, minimum=1)  # files of one upload request
+# SQL over a conversation's frames (files/sql.py, DuckDB with no file system or network access): the most rows a
+# result frame keeps, the time a query may run, and the memory and threads it may use.
+CONDUET_DATA_QUERY_MAX_ROWS = env_int("CONDUET_DATA_QUERY_MAX_ROWS", 1_000_000, minimum=1)
+CONDUET_DATA_QUERY_TIMEOUT_SECONDS = env_float("CONDUET_DATA_QUERY_TIMEOUT_SECONDS", 10.0, minimum=0.1)
+CONDUET_DATA_QUERY_MEMORY_MB = env_int("CONDUET_DATA_QUERY_MEMORY_MB", 512, minimum=16)
+CONDUET_DATA_QUERY_THREADS = env_int("CONDUET_DATA_QUERY_THREADS", 2, minimum=1)
 
 LOGGING = {
     "version": 1,

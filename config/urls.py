@@ -17,6 +17,8 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
     path("api/", include("conversations.api.urls")),
     path("api/", include("agents.api.urls")),
+    path("tenants/<str:tenant>/api/v2/", include("conversations.api.v2_urls")),
+    path("tenants/<str:tenant>/api/v2/", include("files.api.urls")),
 ]
 if settings.CONDUET_DEMO_API:  # the order service of the agentic demo (rundemo)
     urlpatterns.append(path("demo/orders/<str:order_id>", demo_order))

@@ -42,7 +42,8 @@ class ConversationKey:
     def where(self) -> tuple[str, list]:
         if self.conversation_id is not None:
             return "id = %s AND project_id = %s AND closed_at IS NULL", [self.conversation_id, self.project_id]
-        return "project_id = %s AND user_id = %s AND closed_at IS NULL", [self.project_id, self.user_id]
+        return ("project_id = %s AND user_id = %s AND closed_at IS NULL AND kind = 'v1'",
+                [self.project_id, self.user_id])
 
 
 def lease_seconds() -> int:
@@ -62,10 +63,12 @@ def _user_message(message: dict, source: str, where: str = "", params: tuple = (
     """INSERT of the turn's user message into the conversation just leased, read from `source`: the CTE `c` of
     the statement that took the lease (PostgreSQL), or the table found by our lease token (SQLite)."""
     sql = (f"INSERT INTO {MESSAGE} (id, conversation_id, seq, turn_id, role, status, action, content, traces, "
-           f"version_id, created_at) SELECT %s, id, message_seq - 1, %s, 'user', 'complete', %s, %s, %s, %s, %s "
-           f"FROM {source}")
+           f"files, version_id, created_at) SELECT %s, id, message_seq - 1, %s, 'user', 'complete', %s, %s, %s, %s, "
+           f"%s, %s FROM {source}")
+    files = message.get("files")
     values = [new_id("msg"), message["turn_id"], db.json_param(message["action"]), message["content"],
-              db.json_param([]), message["version_id"], db.when(message["now"])]
+              db.json_param([]), db.json_param(files) if files else None, message["version_id"],
+              db.when(message["now"])]
     if where:
         return f"{sql} WHERE {where} AND lease_token = %s", [*values, *params, message["turn_id"]]
     return sql, values
@@ -148,7 +151,7 @@ async def lease_acquire(*, key: ConversationKey, token: str, platform: str = "ap
                         user_message: dict | None = None, create: bool = True) -> dict | None:
     """Takes the lease of the conversation (opening a v1 user's if `create`), waiting up to
     CONDUET_TURN_WAIT_SECONDS for a running turn to end, then 409. Returns the conversation row, or None when it
-    does not exist and may not be created. `user_message` ({turn_id, action, content, version_id}) is stored in
+    does not exist and may not be created. `user_message` ({turn_id, action, content, version_id, files?}) is stored in
     the same transaction, at the first of the reserved sequence numbers."""
     deadline = time.monotonic() + settings.CONDUET_TURN_WAIT_SECONDS
     delay = 0.005

@@ -1,4 +1,5 @@
-"""Conversations (the v1 session of a project's end user) and their messages."""
+"""Conversations and their messages: a v1 session of a project's end user, or a named v2 conversation of an agent —
+one model, one engine, one store."""
 from functools import partial
 
 from django.db import models
@@ -12,15 +13,24 @@ class Conversation(models.Model):
     """One session of (project, user_id). `state` holds the engine's part of the session (variables, stack, waiting,
     history); `turn` counts completed turns. A running turn holds the lease (token + expiry) instead of a database
     transaction. DELETE /state closes the conversation (`closed_at`); its transcript stays, the next turn opens a new
-    one, so at most one open conversation exists per (project, user_id)."""
+    one, so at most one open v1 conversation exists per (project, user_id). A v2 conversation (`kind` v2) is named
+    and addressed by its id; its `user_id` is its own id, which the engine sees as the user."""
 
     class Status(models.TextChoices):
         ACTIVE = "active"
         ENDED = "ended"
         HANDOFF = "handoff"
 
+    class Kind(models.TextChoices):
+        V1 = "v1", "v1 session (project, user id)"
+        V2 = "v2", "v2 named conversation"
+
     id = models.CharField(primary_key=True, max_length=32, default=partial(new_id, "conv"), editable=False)
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="conversations")
+    # A database default too: the lease's raw INSERT (a v1 user's first turn) names neither column.
+    kind = models.CharField(max_length=2, choices=Kind.choices, default=Kind.V1, db_default=Kind.V1)
+    name = models.CharField(max_length=200, blank=True, default="", db_default="",
+                            help_text="a v2 conversation's name")
     user_id = models.CharField(max_length=128)
     platform = models.CharField(max_length=32, default="api")
     version_id = models.CharField(max_length=32, default="development")
@@ -42,10 +52,12 @@ class Conversation(models.Model):
     class Meta:
         constraints = [
             models.UniqueConstraint(
-                fields=["project", "user_id"], condition=Q(closed_at__isnull=True), name="conversation_open_unique"
+                fields=["project", "user_id"], condition=Q(closed_at__isnull=True, kind="v1"),
+                name="conversation_open_unique",
             ),
         ]
-        indexes = [models.Index(fields=["project", "-created_at"])]
+        indexes = [models.Index(fields=["project", "-created_at"]),
+                   models.Index(fields=["project", "kind", "created_at", "id"], name="conversation_kind_page")]
 
     def __str__(self) -> str:
         return f"{self.user_id} · {self.project_id} · {self.id}"
@@ -70,6 +82,7 @@ class Message(models.Model):
     action = models.JSONField(null=True, blank=True, help_text="the user's action (user messages)")
     content = models.TextField(blank=True, default="")
     traces = models.JSONField(default=list, blank=True)
+    files = models.JSONField(null=True, blank=True, help_text="the file_refs attached to a user message (v2)")
     version_id = models.CharField(max_length=32, blank=True, default="")
     duration_ms = models.PositiveIntegerField(null=True, blank=True, help_text="engine time of the turn")
     first_trace_ms = models.PositiveIntegerField(null=True, blank=True, help_text="time to the first trace")

@@ -61,6 +61,7 @@ class TurnRequest:
     debug: bool = False
     exclude_types: frozenset[str] = frozenset()
     platform: str = "api"
+    files: tuple[str, ...] = ()  # the file_refs attached to the user's message (v2), stored with it
 
 
 @dataclass(frozen=True)
@@ -207,7 +208,8 @@ class RunningTurn:
             conversation = await lease_acquire(
                 key=request.key, token=self.id, platform=request.platform, reserve_messages=2,
                 user_message={"turn_id": self.id, "action": {"type": action.type, "payload": action.payload},
-                              "content": user_content(action), "version_id": request.version_id},
+                              "content": user_content(action), "version_id": request.version_id,
+                              "files": list(request.files)},
             )
             if conversation is None:
                 raise NotFound("Conversation not found.")

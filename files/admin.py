@@ -1,1 +1,1 @@
-"""Uploaded files and data frames arrive with the v2 API; nothing to administer yet."""
+"""Files and data frames are shown on their conversation's admin page (conversations/admin.py)."""
