@@ -399,14 +399,16 @@ def project_item_delete(*, project: Project, part: str, item_id: str, if_match: 
 def project_delete(*, project: Project) -> None:
     """Deletes the project with all its data — versions, keys, conversations and their messages, knowledge
     documents with their chunks and vectors (the ORM's cascade and the index's triggers) — and, once that is
-    committed, the knowledge documents' stored bytes."""
+    committed, the stored bytes of its knowledge documents and of its conversations' files and data frames."""
     from django.core.files.storage import default_storage
 
     from agents.knowledge.models import KnowledgeDocument
+    from files.store import stored_names
 
     with transaction.atomic():
         stored = list(KnowledgeDocument.objects.filter(project=project).exclude(stored_path="")
                       .values_list("stored_path", flat=True))
+        stored += stored_names(project_id=project.id)  # its conversations' files and data frames
         project.delete()
 
         def delete_files() -> None:

@@ -1,0 +1,127 @@
+"""Where a conversation's bytes live: Django's storage (the file system by default, any backend by setting).
+
+The shared core of files and data frames: a frame is written as Parquet to storage and recorded in one row
+(`frame_create`); readers get a local path to its Parquet (`frame_local_path`), which polars and pyarrow scan lazily;
+bytes are deleted only once the rows that named them are gone (`stored_delete_on_commit`)."""
+import contextlib
+import logging
+import os
+import re
+import tempfile
+from collections.abc import Iterable, Iterator
+
+from django.core.files.storage import default_storage
+from django.db import IntegrityError, transaction
+
+from files.models import DataFrame, StoredFile
+
+log = logging.getLogger("conduet.files")
+
+MAX_NAME = 120  # characters of a frame's name (SQL identifiers stay readable)
+_NAME_UNSAFE = re.compile(r"[^A-Za-z0-9_]+")
+
+
+def conversation_dir(conversation_id: str) -> str:
+    return f"conversations/{conversation_id}"
+
+
+def frame_base_name(raw: str) -> str:
+    """A frame's name from a file's or sheet's name: a plain SQL identifier (`Q3 sales.csv` → `q3_sales`)."""
+    stem = raw.rsplit(".", 1)[0] if "." in raw else raw
+    name = _NAME_UNSAFE.sub("_", stem).strip("_").lower()[:MAX_NAME] or "frame"
+    return f"t_{name}" if name[0].isdigit() else name
+
+
+def _unique_name(conversation_id: str, base: str) -> str:
+    taken = set(DataFrame.objects.filter(conversation_id=conversation_id, name__startswith=base)
+                .values_list("name", flat=True))
+    if base not in taken:
+        return base
+    n = 2
+    while f"{base}_{n}" in taken:
+        n += 1
+    return f"{base}_{n}"
+
+
+def frame_create(*, conversation_id: str, name: str, table=None, error: str = "", file: StoredFile | None = None,
+                 sheet_name: str = "", sql_query: str = "", parent_ids: Iterable[str] = ()) -> DataFrame:
+    """A new frame of the conversation named `name` (made a unique identifier: `sales`, `sales_2`, …): `table` (a
+    polars DataFrame) written as Parquet to storage, or, with `error`, a failed frame saying why its file could not
+    be read. The bytes are written first and deleted again if the row cannot be."""
+    import polars as pl
+
+    frame = DataFrame(conversation_id=conversation_id, file=file, sheet_name=sheet_name, sql_query=sql_query,
+                      parent_data_frame_ids=list(parent_ids))
+    if error:
+        frame.status, frame.error = DataFrame.Status.FAILED, error
+    else:
+        if not isinstance(table, pl.DataFrame):
+            table = pl.from_arrow(table)
+        frame.num_rows, frame.num_columns = table.height, table.width
+        frame.columns = [{"name": column, "dtype": str(dtype)} for column, dtype in table.schema.items()]
+        with tempfile.NamedTemporaryFile(suffix=".parquet") as spool:
+            table.write_parquet(spool.name, statistics=True)
+            frame.size = os.path.getsize(spool.name)
+            with open(spool.name, "rb") as parquet:
+                frame.stored_name = default_storage.save(
+                    f"{conversation_dir(conversation_id)}/frames/{frame.id}.parquet", parquet)
+    base = frame_base_name(name)
+    try:
+        for _attempt in range(5):  # a concurrent frame may take the same name between our read and our write
+            frame.name = _unique_name(conversation_id, base)
+            try:
+                with transaction.atomic():
+                    frame.save(force_insert=True)
+                return frame
+            except IntegrityError:
+                if not DataFrame.objects.filter(conversation_id=conversation_id, name=frame.name).exists():
+                    raise
+        raise IntegrityError(f"Could not find a free name for the frame {base}.")
+    except BaseException:
+        if frame.stored_name:
+            _delete_now(frame.stored_name)
+        raise
+
+
+@contextlib.contextmanager
+def frame_local_path(frame: DataFrame) -> Iterator[str]:
+    """A local path to the frame's Parquet for the time of the block: the file itself on the file-system storage
+    (scanned lazily, nothing copied), else a temporary copy."""
+    try:
+        yield default_storage.path(frame.stored_name)
+        return
+    except NotImplementedError:
+        pass
+    with tempfile.NamedTemporaryFile(suffix=".parquet") as copy, default_storage.open(frame.stored_name, "rb") as src:
+        for chunk in iter(lambda: src.read(1024 * 1024), b""):
+            copy.write(chunk)
+        copy.flush()
+        yield copy.name
+
+
+def stored_names(*, conversation_ids: Iterable[str] | None = None, project_id: str | None = None) -> list[str]:
+    """The storage names of every file and frame of these conversations (or of a project's conversations), read
+    before a delete so that their bytes can go once it has committed."""
+    files = StoredFile.objects.all()
+    frames = DataFrame.objects.exclude(stored_name="")
+    if conversation_ids is not None:
+        ids = list(conversation_ids)
+        files, frames = files.filter(conversation_id__in=ids), frames.filter(conversation_id__in=ids)
+    if project_id is not None:
+        files = files.filter(conversation__project_id=project_id)
+        frames = frames.filter(conversation__project_id=project_id)
+    return [*files.values_list("stored_name", flat=True), *frames.values_list("stored_name", flat=True)]
+
+
+def _delete_now(name: str) -> None:
+    try:
+        default_storage.delete(name)
+    except OSError:
+        log.warning("Could not delete the stored bytes %s", name, exc_info=True)
+
+
+def stored_delete_on_commit(names: Iterable[str]) -> None:
+    """Deletes these bytes once the current transaction commits (at once outside one); a rollback keeps them."""
+    names = [name for name in names if name]
+    if names:
+        transaction.on_commit(lambda: [_delete_now(name) for name in names])
