@@ -1,14 +1,21 @@
-"""Writes on a conversation's session state (PUT/DELETE state, PATCH variables). Each holds the conversation's lease
-for its two statements, so it never interleaves with a running turn (it waits, then 409, like a turn). Turns
-themselves are `conversations/turns.py`."""
+"""Writes on a conversation's session state (PUT/DELETE state, PATCH variables), and v2 conversations' creation and
+deletion. Each write on an existing conversation holds its lease, so it never interleaves with a running turn (it
+waits, then 409, like a turn). Turns themselves are `conversations/turns.py`."""
 import secrets
 
+from asgiref.sync import sync_to_async
+from django.db import transaction
 from django.utils import timezone
 
+from agents.models import Project
 from config import db
-from config.api.errors import Conflict
+from config.api.errors import Conflict, NotFound
 from conversations.lease import ConversationKey, lease_acquire, lease_release
+from conversations.models import Conversation
 from conversations.turns import API_STATE_KEYS
+from files.store import stored_delete_on_commit, stored_names
+
+V2_PLATFORM = "v2"
 
 
 def state_view(row: dict) -> dict:
@@ -64,3 +71,42 @@ async def conversation_end(*, key: ConversationKey) -> None:
     if row is not None:
         await lease_release(conversation_id=row["id"], token=token, changes={
             "closed_at": db.when(timezone.now()), "status": "ended"})
+
+
+# --- v2 (API.md §7): named conversations
+
+def conversation_v2_create(*, agent: Project, name: str) -> Conversation:
+    """A named v2 conversation of the agent. Its `user_id` is its own id: the engine's user (built-in `user_id`) is
+    the conversation, which has no end user of its own."""
+    conversation = Conversation(project=agent, kind=Conversation.Kind.V2, name=name, platform=V2_PLATFORM)
+    conversation.user_id = conversation.id
+    conversation.save(force_insert=True)
+    return conversation
+
+
+def _conversation_delete_leased(*, conversation_id: str, token: str) -> Conversation:
+    """Deletes the conversation we hold the lease of — its messages, files and data frames with it (the ORM's
+    cascade) — and, once that has committed, their stored bytes."""
+    with transaction.atomic():
+        conversation = Conversation.objects.select_for_update().filter(id=conversation_id, lease_token=token).first()
+        if conversation is None:  # our lease expired (the database stalled for seconds) and a turn took it
+            raise Conflict("The conversation changed while it was being deleted; retry.")
+        names = stored_names(conversation_ids=[conversation_id])
+        conversation.delete()
+        stored_delete_on_commit(names)
+    conversation.id = conversation_id  # Model.delete() clears the primary key; the API shows what was deleted
+    return conversation
+
+
+async def conversation_adelete(*, conversation: Conversation) -> Conversation:
+    """DELETE of a v2 conversation: under its lease, like the state endpoints, so it never cuts a running turn
+    short — a turn holding it makes the delete wait (up to CONDUET_TURN_WAIT_SECONDS), then 409. A turn asked for
+    after the delete finds no conversation (404)."""
+    token = _token()
+    row = await lease_acquire(key=ConversationKey(project_id=conversation.project_id,
+                                                  conversation_id=conversation.id), token=token, create=False)
+    if row is None:
+        raise NotFound(f"Conversation {conversation.id} not found.")
+    deleted = await sync_to_async(db.released(_conversation_delete_leased))(conversation_id=conversation.id,
+                                                                            token=token)
+    return deleted
