@@ -190,7 +190,8 @@ class RunningTurn:
     async def _drive(self) -> None:
         request, conversation = self.request, self.conversation
         self._engine = run_turn(
-            request.spec, engine_state(conversation), request.action, ports=await aports_for(request.spec),
+            request.spec, engine_state(conversation), request.action,
+            ports=await aports_for(request.spec, conversation["id"]),
             context={"user_id": conversation["user_id"], "platform": conversation["platform"],
                      "timestamp": timezone.now().isoformat(), "turn": conversation["turn"] + 1,
                      "llm_missing": llm_missing(request.spec),

@@ -9,9 +9,10 @@ tool left its flow waiting for the user (the next turn answers that step), or af
 the fallback message and a debug warning).
 
 Tools offered: the built-ins (`builtins.py`: `set_variable`, `handoff`, `end_conversation`, `knowledge_search`,
-`query_data`, and `workflow_<id>` per workflow), then the project's tools (`Ports.tool_definitions`) that every
-non-empty allowlist names (`allowed_by`): the harness's, and the current phase's (or the `agent` step's). A project
-tool's result may be saved into variables (its `save` mapping, as an `api` step's).
+`query_data` — the conversation's data frames then described in the system prompt — and `workflow_<id>` per
+workflow), then the project's tools (`Ports.tool_definitions`) that every non-empty allowlist names (`allowed_by`):
+the harness's, and the current phase's (or the `agent` step's). A project tool's result may be saved into variables
+(its `save` mapping, as an `api` step's).
 
 Phases (`spec.phases`): the current one is `state["phase"]`; its instructions join the system prompt and its
 allowlist the filter; it exits to the next phase in document order when its exit expression is true (checked after
@@ -24,7 +25,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from agents.runtime.builtins import BuiltIns, Tool, ToolRefused, as_json
+from agents.runtime.builtins import BuiltIns, Tool, ToolRefused, as_json, frames_prompt
 from agents.runtime.ports import LlmResult, ToolCall, ToolDefinition
 from agents.runtime.types import Action, TraceType, trace
 from agents.runtime.values import VARIABLE_NAME_RE, json_value
@@ -164,6 +165,8 @@ class AgentLoop:
             messages.append({"role": "user", "content": content})
         for _ in range(rounds):
             tools = await self.tools()
+            if "query_data" in tools:
+                await self.built_ins.load_frames()
             messages[0] = {"role": "system", "content": self.system_prompt(tools)}
             offered = [tool.definition.openai() for tool in tools.values()] or None
             reply = ModelReply()
@@ -225,6 +228,8 @@ class AgentLoop:
             parts.append(f"Session variables (JSON): {as_json(snapshot)}")
         if built_ins := self.built_ins.prompt_line(tools):
             parts.append(built_ins)
+        if "query_data" in tools and (frames := frames_prompt(self.built_ins.frames or [])):
+            parts.append(frames)
         if self.greeting:
             parts.append(GREETING)
         return "\n\n".join(part for part in parts if part)

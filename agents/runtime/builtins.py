@@ -4,7 +4,10 @@ one does.
 - `set_variable`: declared variables only, the value checked against the variable's type.
 - `handoff`: at most `agentHarness.maxHandoffs` per conversation (counted in `state["agent"]`; none offered at 0).
 - `end_conversation`.
-- `knowledge_search` and `query_data`, when those ports exist; the knowledge hits are cited after the answer.
+- `knowledge_search` and `query_data`, when those ports exist; the knowledge hits are cited after the answer. With
+  `query_data` the system prompt lists the conversation's frames (`Ports.data_frames`: names, typed columns, first
+  rows; `frames_prompt`), read again after each query that made a new frame; a refused query's message goes back
+  to the model, which may correct its SQL.
 - `workflow_<id>` per workflow, unless the loop offers none (an `agent` step's): the flow walked from its start, its
   traces going to the user; the model learns what it said and how it stands.
 
@@ -27,6 +30,8 @@ if TYPE_CHECKING:  # this module imports nothing of the engine: the engine impor
 WORKFLOW_PREFIX = "workflow_"
 _UNSAFE_NAME = re.compile(r"[^A-Za-z0-9_-]")
 KNOWLEDGE_HITS = 5  # passages a knowledge_search call returns
+FRAMES_PROMPT_CHARS = 6000  # of the system prompt's list of data frames
+_PLAIN_IDENTIFIER = re.compile(r"[a-z_][a-z0-9_]*")
 BUILT_IN_TOOLS = ("set_variable", "handoff", "end_conversation", "knowledge_search", "query_data")
 _BUILT_IN_NOTES = {  # the system prompt's line on the built-ins offered
     "set_variable": "set_variable records what you learn ({variables})",
@@ -80,6 +85,7 @@ class BuiltIns:
         self.spec = turn.spec
         self.pending: list[dict] = []
         self.sources: list[dict] = []
+        self.frames: list[dict] | None = None  # the conversation's data frames, read when query_data is offered
 
     def offered(self, *, workflows: bool) -> list[Tool]:
         """What the loop offers of them (the ports and the spec say which), workflow tools last."""
@@ -102,9 +108,12 @@ class BuiltIns:
                 _object({"query": {"type": "string", "description": "what to look for, in the user's terms"}},
                         ("query",))))
         if ports.data is not None:
-            definitions.append(ToolDefinition("query_data", "Run SQL over the conversation's data frames into a new "
-                                              "frame.", _object({"sql": {"type": "string"}, "name": {"type": "string"}},
-                                                                ("sql",))))
+            definitions.append(ToolDefinition(
+                "query_data", "Run one read-only SQL SELECT (DuckDB dialect) over the conversation's data frames, "
+                "whose names are the tables (listed in your instructions). The result is stored as a new frame "
+                "(usable in later queries) and returned with its columns, row count and first rows.",
+                _object({"sql": {"type": "string", "description": "one SELECT statement"},
+                         "name": {"type": "string", "description": "a short name for the result frame"}}, ("sql",))))
         tools = [Tool(definition, "builtin") for definition in definitions]
         if workflows:
             for name, workflow_id in workflow_tools(self.spec.workflows).items():
@@ -137,7 +146,18 @@ class BuiltIns:
             return await self.knowledge_search(str(args.get("query") or turn.user_text or ""))
         frame = await turn.ports.data(str(args.get("sql") or ""), name=str(args.get("name") or "result"))
         self.pending.append(trace(TraceType.DATA_FRAME, **frame))
+        self.frames = None  # the new frame joins the list the next round's instructions show
         return frame
+
+    async def load_frames(self) -> None:
+        """The frames the system prompt lists, read once per loop and after each new frame; a failure to read them
+        is a warning (the model can still query the frames it knows)."""
+        if self.frames is None and self.turn.ports.data_frames is not None:
+            try:
+                self.frames = list(await self.turn.ports.data_frames())
+            except Exception as exc:  # the storage away: the tool stays, its list does not; a cancellation goes on
+                self.frames = []
+                self.turn.warn(f"The data frames could not be listed: {exc}")
 
     async def knowledge_search(self, query: str) -> list[dict]:
         """The top hits whatever their relevance (the model judges them, by their scores), each kept as a source
@@ -185,3 +205,31 @@ class BuiltIns:
         status = ("ended" if turn.ended else "handed off" if turn.handoff
                   else "waiting for the user's answer" if turn.state["waiting"] else "done")
         result.update(status=status, said=[text for text in turn.said[said_before:] if text])
+
+
+def _identifier(name: str) -> str:
+    return name if _PLAIN_IDENTIFIER.fullmatch(name) else '"' + name.replace('"', '""') + '"'
+
+
+def frames_prompt(frames: list[dict], limit: int = FRAMES_PROMPT_CHARS) -> str | None:
+    """The system prompt's part on the conversation's data frames: each one's name (its table in SQL), row count,
+    typed columns (quoted where SQL needs it) and first rows, within `limit` characters (the newest frames are the
+    ones left out, named)."""
+    if not frames:
+        return None
+    lines = ["Data frames of this conversation (tables for query_data; each row below is a sample, its values in "
+             "the columns' order):"]
+    used = len(lines[0])
+    for index, frame in enumerate(frames):
+        columns = ", ".join(f"{_identifier(str(column.get('name')))} {column.get('dtype')}"
+                            for column in frame.get("columns") or [])
+        block = [f"- {_identifier(str(frame.get('name')))} ({frame.get('numRows')} rows): {columns}",
+                 *(f"  {as_json(row)}" for row in frame.get("sampleRows") or [])]
+        size = sum(len(line) + 1 for line in block)
+        if used + size > limit and index:
+            rest = [_identifier(str(other.get("name"))) for other in frames[index:]]
+            lines.append(f"- and {len(rest)} more: {', '.join(rest)}"[:limit // 4])
+            break
+        lines += block
+        used += size
+    return "\n".join(lines)

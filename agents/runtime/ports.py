@@ -75,8 +75,14 @@ class Ports:
       never contains the tool's secrets).
     - `tool_definitions() -> Awaitable[list[ToolDefinition]]`: the project's callable tools (HTTP and MCP) as the
       model sees them.
-    - `data(sql: str, *, name: str) -> Awaitable[dict]`: a new data frame `{"name", "numRows", "columns"}`; raises on
-      failure.
+    - `data(sql: str, *, name: str) -> Awaitable[dict]`: runs one read-only SQL SELECT over the conversation's data
+      frames into a new frame named `name` (made unique) and returns what the `data_frame` trace carries: `{"name",
+      "numRows", "columns": [str]}` (API.md) and `"dataFrameId", "numColumns", "dtypes": [str], "sqlQuery",
+      "parentDataFrameIds", "sampleRows": [[…]]` (its first rows, each a list in the columns' order). Raises on a
+      refused or failing query (the message says why, for the model to correct its SQL).
+    - `data_frames() -> Awaitable[list[dict]]`: the conversation's frames as the agent sees them, oldest first:
+      `{"name", "numRows", "columns": [{"name", "dtype"}], "sampleRows": [[…]]}`. The turn service offers `data` and
+      `data_frames` only to a conversation with a ready frame.
 
     The engine awaits them on the turn's own task, so a cancellation (a user's "stop", a turn timeout) interrupts
     the call in flight: a port must let `asyncio.CancelledError` through, and must not block the event loop (a
@@ -88,6 +94,7 @@ class Ports:
     tools: Callable[[str, dict], Awaitable[Any]] | None = None
     tool_definitions: Callable[[], Awaitable[list["ToolDefinition"]]] | None = None
     data: Callable[..., Awaitable[dict]] | None = None
+    data_frames: Callable[[], Awaitable[list[dict]]] | None = None
 
 
 @dataclass(frozen=True)
