@@ -1,10 +1,19 @@
-"""Operators read conversations here: each conversation's page shows its transcript as chat bubbles. Messages are
-written only by the turn service, so the admin never adds or edits them."""
+"""Operators read conversations here: each conversation's page (v1 session or named v2 conversation) shows its
+transcript as chat bubbles, then its uploaded files (each downloadable through an admin-only view) and its data
+frames (shape, status or error, first rows). Messages are written only by the turn service, so the admin never adds
+or edits them."""
 from django.contrib import admin
+from django.core.exceptions import PermissionDenied
+from django.core.files.storage import default_storage
+from django.http import FileResponse, Http404
 from django.template.loader import render_to_string
+from django.urls import path, reverse
 
 from agents.admin import pretty_json
 from conversations.models import Conversation, Message
+
+FRAME_ROWS = 5  # first rows of each frame the page shows
+FRAMES_SHOWN = 50  # frames with their rows on one page (the rest are counted)
 
 
 def transcript_entries(conversation: Conversation) -> list[dict]:
@@ -26,6 +35,8 @@ def transcript_entries(conversation: Conversation) -> list[dict]:
                 parts.append({"kind": "visual", "url": payload.get("url"), "alt": payload.get("alt")})
             elif kind == "tool-call" and payload.get("phase") == "start":
                 parts.append({"kind": "tool", "text": payload.get("toolName", "")})
+            elif kind == "data_frame":
+                parts.append({"kind": "data frame", "text": f"{payload.get('name')} ({payload.get('numRows')} rows)"})
             elif kind in ("end", "handoff", "error", "completion-start"):
                 parts.append({"kind": kind, "text": payload.get("reason") or payload.get("error") or ""})
         if message.role == Message.Role.USER:
@@ -70,22 +81,69 @@ class MessageInline(admin.TabularInline):
         return False
 
 
+def data_entries(conversation: Conversation) -> dict:
+    """The conversation's files (each with its admin download URL) and data frames (each ready one with its first
+    rows, read from the start of its Parquet), as the template draws them."""
+    from files.sql import frame_rows
+
+    files = [{"file": stored, "url": reverse("admin:conversations_conversation_file", args=[stored.pk])}
+             for stored in conversation.files.order_by("created_at", "id")]
+    frames = list(conversation.data_frames.select_related("file").order_by("created_at", "id"))
+    shown = []
+    for frame in frames[:FRAMES_SHOWN]:
+        try:
+            rows = frame_rows(frame, FRAME_ROWS)
+        except Exception as exc:  # a Parquet gone or unreadable: the page still opens, and says so
+            rows, unreadable = [], f"{type(exc).__name__}: {exc}"
+        else:
+            unreadable = ""
+        shown.append({"frame": frame, "columns": [column.get("name") for column in frame.columns], "rows": rows,
+                      "unreadable": unreadable})
+    return {"files": files, "frames": shown, "more_frames": max(len(frames) - FRAMES_SHOWN, 0)}
+
+
 @admin.register(Conversation)
 class ConversationAdmin(admin.ModelAdmin):
-    list_display = ["user_id", "project", "status", "turn", "updated_at", "closed_at"]
-    list_filter = ["status", "platform", "project"]
+    list_display = ["user_id", "kind", "name", "project", "status", "turn", "updated_at", "closed_at"]
+    list_filter = ["kind", "status", "platform", "project"]
     list_select_related = ["project"]
-    search_fields = ["user_id", "id"]
+    search_fields = ["user_id", "id", "name"]
     date_hierarchy = "created_at"
-    fields = ["id", "project", "user_id", "platform", "status", "version_id", "turn", "created_at", "updated_at",
-              "closed_at", "transcript", "state_json"]
+    fields = ["id", "kind", "name", "project", "user_id", "platform", "status", "version_id", "turn", "created_at",
+              "updated_at", "closed_at", "transcript", "files_and_frames", "state_json"]
     readonly_fields = fields
     inlines = [MessageInline]
+
+    def get_urls(self):
+        download = path("files/<str:file_ref>/download/", self.admin_site.admin_view(self.file_download),
+                        name="conversations_conversation_file")
+        return [download, *super().get_urls()]
+
+    def file_download(self, request, file_ref: str):
+        """A conversation's file as uploaded, to a staff member who may view conversations (admin_view has checked
+        the staff login), as an attachment under its sanitized name."""
+        from files.models import StoredFile
+
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        stored = StoredFile.objects.filter(pk=file_ref).first()
+        if stored is None:
+            raise Http404("No such file.")
+        try:
+            handle = default_storage.open(stored.stored_name, "rb")
+        except OSError:
+            raise Http404("The file's bytes are missing from storage.") from None
+        return FileResponse(handle, as_attachment=True, filename=stored.name,
+                            content_type=stored.mime_type or "application/octet-stream")
 
     @admin.display(description="transcript")
     def transcript(self, conversation):
         return render_to_string("admin/conversations/transcript.html",
                                 {"entries": transcript_entries(conversation)})
+
+    @admin.display(description="files and data frames")
+    def files_and_frames(self, conversation):
+        return render_to_string("admin/conversations/files.html", data_entries(conversation))
 
     @admin.display(description="state")
     def state_json(self, conversation):
