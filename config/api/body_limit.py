@@ -2,23 +2,35 @@
 
 Django's ASGI handler spools a whole body to a temporary file before any view runs, and a body sent without
 Content-Length (`Transfer-Encoding: chunked`) cannot be refused by length: without this, a client could make every
-process write gigabytes to disk before hearing 413. The cap is the largest body any endpoint takes (a knowledge-base
-upload plus its multipart framing); the views apply their own, smaller limits (1 MiB of JSON, the upload size) with
-their own messages."""
+process write gigabytes to disk before hearing 413. The cap is the largest body an endpoint takes: a knowledge-base
+upload plus its multipart framing everywhere, and on the v2 files upload path only, CONDUET_FILE_MAX_COUNT files of
+CONDUET_FILE_MAX_BYTES (a quarter of a gigabyte by default, which no other endpoint needs to accept). The views apply
+their own, smaller limits (1 MiB of JSON, a file's size) with their own messages."""
+import re
+
 from django.conf import settings
 
 from config.api.errors import ErrorCode, error_body
 from config.api.middleware import is_api_path
 
 MULTIPART_SLACK = 1024 * 1024  # the multipart framing and the other fields of an upload
+PART_SLACK = 16 * 1024  # the headers of each part of a multi-file upload
 
 
 class BodyTooLarge(Exception):
     pass
 
 
-def body_limit() -> int:
-    return max(settings.DATA_UPLOAD_MAX_MEMORY_SIZE, settings.CONDUET_KB_MAX_DOCUMENT_BYTES + MULTIPART_SLACK)
+# POST …/agents/{aid}/conversations/{cid}/files (files/api/urls.py)
+FILES_UPLOAD_PATH = re.compile(r"^/tenants/[^/]+/api/v2/agents/[^/]+/conversations/[^/]+/files/?$")
+
+
+def body_limit(path: str = "") -> int:
+    limit = max(settings.DATA_UPLOAD_MAX_MEMORY_SIZE, settings.CONDUET_KB_MAX_DOCUMENT_BYTES + MULTIPART_SLACK)
+    if FILES_UPLOAD_PATH.match(path):
+        files = settings.CONDUET_FILE_MAX_COUNT * (settings.CONDUET_FILE_MAX_BYTES + PART_SLACK)
+        limit = max(limit, files + MULTIPART_SLACK)
+    return limit
 
 
 async def _refuse(send, limit: int) -> None:
@@ -41,7 +53,7 @@ class BodyLimit:
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http" or not is_api_path(scope.get("path", "")):
             return await self.app(scope, receive, send)
-        limit = body_limit()
+        limit = body_limit(scope.get("path", ""))
         declared = dict(scope.get("headers") or []).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
             return await _refuse(send, limit)
