@@ -71,6 +71,10 @@ class TurnEvent:
 
     seq: int
     data: dict | str
+    # A text trace's message in the reply: the engine's count of messages said when it was yielded. A model's chunks
+    # share one; a message said after a streamed reply starts another — which the traces alone cannot tell (v2's
+    # deltas put a newline there, as the stored content does).
+    part: int = 0
 
     @property
     def done(self) -> bool:
@@ -150,7 +154,8 @@ class RunningTurn:
     def _publish(self, data) -> None:
         if self._first_trace_ms is None:
             self._first_trace_ms = int((time.perf_counter() - self._started) * 1000)
-        self.events.append(TurnEvent(len(self.events) + 1, data))
+        said = getattr(self._engine, "said", None)
+        self.events.append(TurnEvent(len(self.events) + 1, data, len(said) if said is not None else 0))
         wake, self._wake = self._wake, asyncio.Event()
         wake.set()
         if self._flush_handle is None and self._flushing is None and data != DONE:
@@ -287,7 +292,8 @@ class RunningTurn:
             changes = {"state": db.json_param(engine.state), "turn": "+1", "status": conversation_status,
                        "version_id": self.request.version_id}
         else:
-            content = "".join(t["payload"].get("message", "") for t in traces if t["type"] == "text")
+            # What was said before the end, one line a message, like a complete turn's `reply_text`.
+            content = engine.reply_text if engine is not None else ""
             changes = {}
         message_id = new_id("msg")
         duration_ms = int((time.perf_counter() - self._started) * 1000)

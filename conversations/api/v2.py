@@ -6,18 +6,23 @@ conversations), one class per path, each method one operation with its own neste
 Who may call: a developer token of a member of the tenant's workspace, or a server key of that agent
 (`tenant_agent_get`: another tenant or agent is a 404; a widget key a 403). The v2 API spells fields in snake_case."""
 from asgiref.sync import async_to_sync
-from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_serializer, inline_serializer
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    extend_schema,
+    extend_schema_field,
+    extend_schema_serializer,
+    inline_serializer,
+)
 from rest_framework import serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from agents.authentication import tenant_agent_get
 from config.api.pagination import page_body, paginate, parse_limit
-from config.api.schema import PAGE_PARAMS, error_responses
+from config.api.schema import PAGE_PARAMS, TRACE_LIST, error_responses
 from config.api.validation import closed_object
 from conversations import selectors, services
 from conversations.api.serializers import StrictCharField
-from conversations.api.v1 import whole_replies
 from conversations.models import Message
 
 NAME_MAX = 200
@@ -28,42 +33,63 @@ SCOPE = ("A developer token of a member of the tenant's workspace, or a server k
          "agent is a 404, a widget key a 403.")
 
 
-def agent_reply_text(traces: list[dict]) -> "ReplyText":
-    reply = ReplyText()
-    for trace in traces:
-        reply.feed(trace)
-    return reply
-
-
 class ReplyText:
-    """The text of an agent reply as v2 shows it: its text messages joined by a newline, a model's streamed reply
-    (a `completion-start`, then its chunks as `text` traces) being one message — the stored reply's `content` for
-    a complete turn, and for a stopped or failed one what it said before it ended. `feed` gives each trace's part of
-    it, so the stream's deltas concatenate to exactly the `content` of the message it ends with."""
+    """The text of an agent reply as v2 shows it: the messages it said, one line each, a model's streamed reply
+    being one message — the stored reply's `content` (`reply_text`, what it had said when it ended). `feed` gives
+    each event's part of it, so the stream's deltas concatenate to exactly that `content`: the event's `part` (the
+    engine's count of messages said) tells a model's next chunk from a message said right after its reply."""
 
     def __init__(self):
         self.text = ""
-        self._streaming = False  # inside a model's streamed reply
-        self._open = False  # ... and some of it was said
+        self._part: int | None = None
 
-    def feed(self, trace: dict) -> str | None:
+    def feed(self, trace: dict, part: int) -> str | None:
         """The delta this trace adds to the text ("" for none); None for a trace that is not text."""
         kind = trace.get("type")
-        if kind == "completion-start":
-            self._streaming, self._open = True, False
+        if kind == "completion-start":  # what the deltas say by themselves
             return ""
-        if kind == "tool-call":  # between a model's chunks it does not split its reply (as `whole_replies`)
-            return None
         if kind != "text":
-            self._streaming = False
             return None
         message = (trace.get("payload") or {}).get("message") or ""
         if not message:
             return ""
-        delta = message if self._streaming and self._open else ("\n" if self.text else "") + message
-        self._open = self._streaming
+        delta = ("\n" if part != self._part and self.text else "") + message
+        self._part = part
         self.text += delta
         return delta
+
+
+def reply_traces(traces: list[dict], content: str) -> list[dict]:
+    """A stored reply's traces as v2 shows them, like v1's JSON interact: a model's streamed reply as one `text`
+    trace (no `completion-start`), no `tool-call` traces. The stored `content` says where that reply ended: a text
+    trace that continues it there is a chunk; one after a newline is a message said after it."""
+    whole: list[dict] = []
+    current: dict | None = None  # the streamed reply being joined
+    streaming, pos = False, 0
+    for trace in traces:
+        kind = trace.get("type")
+        if kind == "completion-start":
+            streaming, current = True, None
+            continue
+        if kind == "tool-call":
+            continue
+        if kind != "text":
+            streaming = False
+            whole.append(trace)
+            continue
+        message = (trace.get("payload") or {}).get("message") or ""
+        if not message:
+            continue
+        if streaming and current is not None and content.startswith(message, pos):
+            current["payload"]["message"] += message
+        else:  # a new message: a streamed reply's first chunk, or a message said
+            streaming = streaming and current is None
+            if pos and content.startswith("\n", pos):
+                pos += 1
+            current = {"type": "text", "payload": {"message": message}}
+            whole.append(current)
+        pos += len(message)
+    return whole
 
 
 # --- output shapes
@@ -83,29 +109,32 @@ class MessageOutputSerializer(serializers.Serializer):
     role = serializers.SerializerMethodField()
     content = serializers.SerializerMethodField(
         help_text="A user message: the content sent (empty when only files were sent). An agent message: the text "
-                  "of its text traces, one line per message said (a model's streamed reply is one message) — what "
-                  "the stream's deltas concatenate to.")
+                  "of its text traces, one line per message said (a model's streamed reply, however many chunks, is "
+                  "one message); for a stopped or failed turn what it had said by then. The stream's deltas "
+                  "concatenate to it.")
     traces = serializers.SerializerMethodField(
         help_text="An agent message's traces as v1's JSON interact shows them (a streamed reply as one text trace, "
                   "no tool-call traces); empty for a user message")
     files = serializers.SerializerMethodField(help_text="The file_refs attached to a user message")
     created_at = serializers.DateTimeField()
 
+    @extend_schema_field(serializers.ChoiceField(choices=["user", "agent"]))
     def get_role(self, message: Message) -> str:
         return "user" if message.role == Message.Role.USER else "agent"
 
     def get_content(self, message: Message) -> str:
         if message.role != Message.Role.USER:
-            return agent_reply_text(message.traces or []).text
+            return message.content
         action = message.action or {}
         if action.get("type") == "media" and message.files:
             return ""  # only files were sent: the media action's url is not something the user wrote
         return message.content
 
+    @extend_schema_field(TRACE_LIST)
     def get_traces(self, message: Message) -> list[dict]:
         if message.role == Message.Role.USER:
             return []
-        return whole_replies(message.traces or [], debug=False)
+        return reply_traces(message.traces or [], message.content)
 
     def get_files(self, message: Message) -> list[str]:
         return list(message.files or [])

@@ -146,7 +146,7 @@ def stream_events(turn_request: TurnRequest, turn: RunningTurn):
                 continue
             if event.done:
                 break
-            delta = reply.feed(event.data)
+            delta = reply.feed(event.data, event.part)
             event_id = f"{turn.id}:{event.seq}"
             if delta:
                 yield sse_event({"delta": delta}, id=event_id, event="delta")
