@@ -5,6 +5,7 @@ import pytest
 from asgiref.sync import async_to_sync
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
+from django.core.files.uploadedfile import SimpleUploadedFile
 
 from agents.services import developer_token_create, project_api_key_create, project_create
 from conversations.lease import ConversationKey, lease_acquire
@@ -182,11 +183,18 @@ def test_delete_returns_the_conversation_and_takes_messages_files_frames_and_the
     kept = conversation_create(developer, demo_project, "Kept")
     url = conversations_url(demo_project, f"/{created['id']}")
     developer.post(f"{url}/messages", {"content": "Hello there"}, format="json")
-    invoice = stored_file(created["id"])
+    uploaded = developer.post(f"{url}/files", {"files": [
+        SimpleUploadedFile("invoice.pdf", b"%PDF-1.4 an invoice", "application/pdf"),
+        SimpleUploadedFile("lines.csv", b"amount,vendor\n1,Acme\n2,Globex\n", "text/csv")]}, format="multipart")
+    assert uploaded.status_code == 201, uploaded.content
+    invoice = StoredFile.objects.get(name="invoice.pdf")
     frame = frame_create(conversation_id=created["id"], name="invoice lines",
                          table=pl.DataFrame({"amount": [1, 2]}), file=invoice)
+    assert DataFrame.objects.filter(conversation_id=created["id"]).count() == 2  # lines.csv's, and this one
     kept_file = stored_file(kept["id"], name="keep.csv", mime_type="text/csv", data=b"a\n1\n")
-    names = [invoice.stored_name, frame.stored_name]
+    names = [*StoredFile.objects.filter(conversation_id=created["id"]).values_list("stored_name", flat=True),
+             *DataFrame.objects.filter(conversation_id=created["id"]).values_list("stored_name", flat=True)]
+    assert frame.stored_name in names and len(names) == 4
     assert all(default_storage.exists(name) for name in names) and Message.objects.count() == 2
 
     with django_capture_on_commit_callbacks(execute=True):

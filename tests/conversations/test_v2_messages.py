@@ -1,15 +1,11 @@
 """v2 messages (API.md §7): POST …/messages runs one turn of the shared pipeline and returns the conversation and
 the turn's two messages; files attach to the user message (alone, they are a `media` action); GET lists the
 messages oldest first in keyset pages; one rate limit per (agent, conversation)."""
-import sys
-import types
-
 import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
 
 from agents.services import developer_token_create, project_api_key_create, project_create, version_publish
-from config.api.errors import NotFound
 from conversations.models import Conversation, Message
-from files.models import StoredFile
 from tests.asserts import assert_error
 from tests.conversations.test_v2_conversations import conversation_create, conversations_url, stored_file
 from tests.factories import MembershipFactory, WorkspaceFactory
@@ -17,30 +13,6 @@ from tests.factories import MembershipFactory, WorkspaceFactory
 pytestmark = pytest.mark.django_db
 
 SEED = "Summarize the attached invoice."
-
-
-@pytest.fixture(autouse=True)
-def _file_refs_check():
-    """The files app's `file_refs_check`; until its module lands, a double with the agreed behaviour."""
-    try:
-        import files.services  # noqa: F401
-        yield
-        return
-    except ImportError:
-        pass
-
-    def file_refs_check(*, conversation_id, file_refs):
-        found = {f.id: f for f in StoredFile.objects.filter(conversation_id=conversation_id, id__in=file_refs)}
-        for ref in file_refs:
-            if ref not in found:
-                raise NotFound(f"File {ref} not found in this conversation.")
-        return [found[ref] for ref in file_refs]
-
-    module = types.ModuleType("files.services")
-    module.file_refs_check = file_refs_check
-    sys.modules["files.services"] = module
-    yield
-    sys.modules.pop("files.services", None)
 
 
 def agent_document(**settings) -> dict:
@@ -73,10 +45,14 @@ def test_the_seed_message_with_its_invoice_waits_for_the_agent(developer, agent,
     from tests.fakes.llm_server import Reply
 
     conversation = conversation_create(developer, agent)
-    invoice = stored_file(conversation["id"])
+    uploaded = developer.post(conversations_url(agent, f"/{conversation['id']}/files"), {"files": [
+        SimpleUploadedFile("invoice.pdf", b"%PDF-1.4\n% an invoice of 1,200 EUR\n", "application/pdf")]},
+        format="multipart")
+    assert uploaded.status_code == 201, uploaded.content
+    invoice_ref = uploaded.json()[0]["file_ref"]
     model.script(Reply("The invoice totals 1,200 EUR.", chunk_size=5))
 
-    response = post(developer, agent, conversation["id"], {"content": SEED, "files": [invoice.id]})
+    response = post(developer, agent, conversation["id"], {"content": SEED, "files": [invoice_ref]})
 
     assert response.status_code == 200, response.content
     body = response.json()
@@ -85,7 +61,7 @@ def test_the_seed_message_with_its_invoice_waits_for_the_agent(developer, agent,
     assert body["conversation"]["updated_at"] >= conversation["updated_at"]
     user, reply = body["messages"]
     assert {k: user[k] for k in ("role", "content", "traces", "files")} == {
-        "role": "user", "content": SEED, "traces": [], "files": [invoice.id]}
+        "role": "user", "content": SEED, "traces": [], "files": [invoice_ref]}
     assert reply["role"] == "agent" and reply["files"] == []
     assert reply["content"] == "The invoice totals 1,200 EUR."
     assert reply["traces"] == [{"type": "text", "payload": {"message": "The invoice totals 1,200 EUR."}}]
@@ -93,7 +69,7 @@ def test_the_seed_message_with_its_invoice_waits_for_the_agent(developer, agent,
     assert model.requests[-1].messages[-1] == {"role": "user", "content": SEED}
     row = Conversation.objects.get()
     assert (row.turn, row.platform, row.version_id) == (1, "v2", "development")
-    assert Message.objects.get(role="user").files == [invoice.id]
+    assert Message.objects.get(role="user").files == [invoice_ref]
     # the listing shows the same two messages
     listed = developer.get(messages_url(agent, conversation["id"])).json()
     assert listed == {"data": body["messages"], "next": None, "has_more": False}
@@ -141,6 +117,8 @@ def test_files_alone_are_a_media_action_of_the_first_file(developer, agent, mode
     row = Conversation.objects.get()
     assert row.state["variables"]["last_media"] == media  # what the engine's `last_media` holds
     assert download in model.requests[-1].messages[-1]["content"]  # the model is told of the file
+    fetched = developer.get(download)  # the url is the file's download path
+    assert fetched.status_code == 200 and b"".join(fetched.streaming_content) == b"\x89PNG"
 
 
 def test_a_file_of_another_conversation_is_404_and_nothing_is_written(developer, agent):
