@@ -31,6 +31,7 @@ TABLE_MIME_TYPES = {"text/csv": "csv", "text/tab-separated-values": "tsv", "appl
                     "application/x-ndjson": "jsonl", "application/jsonl": "jsonl"}
 INFER_ROWS = 10_000  # rows polars reads to guess a CSV column's type (the whole file again if a later row disagrees)
 ENCODING_SAMPLE = 1024 * 1024
+WESTERN = ("cp1252", "latin_1", "iso8859_15")
 SELECTION_MIN_ROWS = 100_000  # below this, a page's rows are found by sorting the keys outright
 SAMPLE_SIZE = 16_384  # values of the first key sampled to bracket a page
 SAMPLE_MARGIN = 4.0  # standard deviations of a sampled rank's error kept on each side of the bracket
@@ -77,7 +78,9 @@ def tables_read(path: str, *, name: str, kind: str) -> list[Table]:
             return [Table(name, table=pl.read_ndjson(path, infer_schema_length=INFER_ROWS))]
         if kind == "excel":
             return _read_excel(path, name)
-    except (pl.exceptions.PolarsError, OSError, ValueError, UnicodeError) as exc:
+    except BaseException as exc:  # an untrusted file: any reader failure (a Rust panic included) fails the frame
+        if isinstance(exc, KeyboardInterrupt | SystemExit | GeneratorExit | MemoryError):
+            raise
         label = {"csv": "CSV", "tsv": "TSV", "parquet": "Parquet", "jsonl": "JSON lines", "excel": "a spreadsheet"}
         return [Table(name, error=f"{name} could not be read as {label[kind]}: {_short(exc)}")]
     raise ValueError(f"Unknown table kind {kind!r}")
@@ -98,10 +101,14 @@ def _utf8_source(path: str) -> str | bytes:
             head[: len(head) - 3 if len(head) == ENCODING_SAMPLE else len(head)].decode("utf-8")
             return path
         except UnicodeDecodeError:
-            best = from_bytes(head).best()
+            matches = from_bytes(head)
+            best = matches.best()
             if best is None:
                 raise ValueError("the file is not text in any encoding we recognise") from None
-            encoding = best.encoding
+            # On a short sample many code pages fit as well; prefer Windows-1252, what Western spreadsheets export.
+            western = [m for m in matches if m.encoding in WESTERN and m.chaos <= best.chaos + 0.1
+                       and m.coherence >= best.coherence - 0.05]
+            encoding = (western[0] if western else best).encoding
     with open(path, "rb") as source:
         return source.read().decode(encoding).encode("utf-8")
 
@@ -148,7 +155,7 @@ def _read_excel(path: str, name: str) -> list[Table]:
             if table.width == 0:
                 raise ValueError("the sheet is empty")
             tables.append(Table(frame_name, sheet_name=sheet, table=table))
-        except (pl.exceptions.PolarsError, ValueError, OSError) as exc:
+        except Exception as exc:  # noqa: BLE001 (one unreadable sheet fails its frame, not the workbook)
             tables.append(Table(frame_name, sheet_name=sheet,
                                 error=f"Sheet {sheet!r} of {name} could not be read: {_short(exc)}"))
     if not tables:
@@ -213,8 +220,8 @@ def _select_page(table: pl.DataFrame, keys, descending, *, offset: int, limit: i
     that cannot be compared, NaN values (they break comparisons), or a page reaching the nulls at the end."""
     key, desc = keys[0], descending[0]
     values = table[key]
-    if values.dtype.is_nested() or values.dtype == pl.Object:
-        return None
+    if not (values.dtype.is_numeric() or values.dtype.is_temporal() or values.dtype == pl.String):
+        return None  # booleans (two values: ties everywhere), nested and binary values: sorting is as good
     if values.dtype.is_float() and values.is_nan().any():
         return None
     present = values.len() - values.null_count()
