@@ -13,8 +13,9 @@ def test_generated_requests_never_cause_a_server_error(daphne_url, project_key, 
     # the six conversation endpoints, the stream resume (GET) and stop, the project chat and its stream, the
     # knowledge base's six, the Project Management API's other 22 (projects 6, workflows 3, tools 2, variables 1,
     # versions 3, API keys 3, templates 2, generate, import) and the public Project API's two; the v2 API's
-    # conversations (list, create, get, delete, messages list and post, stream: 7)
-    assert len(operations) == 47
+    # conversations (list, create, get, delete, messages list and post, stream: 7), files (list, upload, download)
+    # and data frames (list, slice): 5
+    assert len(operations) == 52
     # v2 paths name the demo agent in its tenant, so that they reach its conversations (not only 404s)
     v2_agent = {"tenant": demo_project.workspace.slug, "aid": demo_project.id}
 

@@ -80,8 +80,11 @@ def test_tsv_semicolons_and_jsonl_and_parquet(conversation):
 
 def test_a_late_row_that_breaks_the_guessed_type_is_read_as_text(conversation, monkeypatch):
     monkeypatch.setattr(frames, "INFER_ROWS", 2)
-    frame = DataFrame.objects.get(file=upload(conversation, "late.csv", b"v\n1\n2\n3\nabc\n"))
-    assert frame.status == "ready" and frame.columns == [{"name": "v", "dtype": "String"}]
+    frame = DataFrame.objects.get(file=upload(conversation, "late.csv", b"v,w,d\n1,2,2024-01-01\n2,3,2024-01-02\n"
+                                                                        b"3,x,2024-01-03\nabc,4,2024-01-04\n"))
+    assert frame.status == "ready", frame.error
+    assert [c["dtype"] for c in frame.columns] == ["String", "String", "Date"]
+    assert frames.frame_slice(frame)["v"].to_list() == ["1", "2", "3", "abc"]
 
 
 def test_an_xlsx_with_two_sheets_makes_two_frames(conversation):
