@@ -191,29 +191,38 @@ def frame_sample(frame: DataFrame, n: int) -> pl.DataFrame:
 def frame_slice(frame: DataFrame, *, offset: int = 0, limit: int = 100, columns: list[str] | None = None,
                 order_by: list[tuple[str, bool]] = ()) -> pl.DataFrame:
     """Rows [offset, offset + limit) of the frame in `order_by` ((column, descending) pairs; the file's order when
-    empty), with `columns` (all when None). Names must have been checked against `frame.columns`."""
+    empty), with `columns` (all when None). Names must have been checked against `frame.columns`. An ordered page
+    of a large frame reads its memory-mapped Arrow copy (files/frame_cache.py), else the Parquet."""
+    from files import frame_cache
+
     names = columns or [column["name"] for column in frame.columns]
+    row = _row_column(column["name"] for column in frame.columns)
+    if order_by and offset < frame.num_rows and frame.num_rows >= frame_cache.MIN_ROWS:
+        mapped = frame_cache.frame_mapped(frame)
+        if mapped is not None:
+            keys = mapped.select([name for name, _ in order_by]).with_row_index(row)
+            rows = _page_rows(keys, order_by, offset=offset, limit=limit, row=row)
+            return mapped.select(pl.col(names).gather(rows))
     with frame_local_path(frame) as path:
         scan = pl.scan_parquet(path)
         if not order_by:
             return scan.select(names).slice(offset, limit).collect()
         if offset >= frame.num_rows:
             return scan.select(names).head(0).collect()
-        row = _row_column(column["name"] for column in frame.columns)
-        rows = _page_rows(scan, order_by, offset=offset, limit=limit, total=frame.num_rows, row=row)
-        picked = (scan.select(names).with_row_index(row).filter(pl.col(row).is_in(rows.implode())).collect())
+        keys = scan.select([name for name, _ in order_by]).with_row_index(row).collect()
+        rows = _page_rows(keys, order_by, offset=offset, limit=limit, row=row)
+        picked = scan.select(names).with_row_index(row).filter(pl.col(row).is_in(rows.implode())).collect()
         position = pl.DataFrame({row: rows, "__position": pl.int_range(rows.len(), eager=True)},
                                 schema_overrides={row: picked.schema[row]})
         return picked.join(position, on=row).sort("__position").select(names)
 
 
-def _page_rows(scan: pl.LazyFrame, order_by, *, offset: int, limit: int, total: int, row: str) -> pl.Series:
-    """The row numbers of the page, in page order, reading only the key columns."""
+def _page_rows(table: pl.DataFrame, order_by, *, offset: int, limit: int, row: str) -> pl.Series:
+    """The row numbers of the page, in page order, from `table`: the key columns and the row index."""
     keys = [name for name, _ in order_by]
     descending = [desc for _, desc in order_by]
-    table = scan.select(keys).with_row_index(row).collect()
     page = None
-    if total >= SELECTION_MIN_ROWS:
+    if table.height >= SELECTION_MIN_ROWS:
         page = _select_page(table, keys, descending, offset=offset, limit=limit, row=row)
     if page is None:
         page = _sorted(table, keys, descending, row).slice(offset, limit)

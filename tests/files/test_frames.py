@@ -10,7 +10,7 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 
 from conversations.services import conversation_v2_create
-from files import frames
+from files import frame_cache, frames
 from files.models import DataFrame
 from files.services import files_upload
 from files.store import frame_create
@@ -160,13 +160,25 @@ ORDERINGS = [(), (("price", False),), (("price", True),), (("qty", False), ("id"
              (("day", False), ("qty", True))]
 
 
-@pytest.mark.parametrize("order_by", ORDERINGS)
-@pytest.mark.parametrize("selection", [False, True])
-def test_every_page_matches_python(conversation, monkeypatch, order_by, selection):
+@pytest.fixture(autouse=True)
+def _frame_cache(settings, tmp_path):
+    settings.CONDUET_FRAME_CACHE_DIR = str(tmp_path / "frame-cache")
+
+
+def use_paths(monkeypatch, *, selection: bool, mapped: bool) -> None:
     if selection:  # the selection path on a small frame, with a tiny sample so that brackets miss and widen
         monkeypatch.setattr(frames, "SELECTION_MIN_ROWS", 0)
         monkeypatch.setattr(frames, "SAMPLE_SIZE", 16)
         monkeypatch.setattr(frames, "SAMPLE_MARGIN", 0.5)
+    if mapped:  # the memory-mapped Arrow copy rather than the Parquet
+        monkeypatch.setattr(frame_cache, "MIN_ROWS", 0)
+
+
+@pytest.mark.parametrize("order_by", ORDERINGS)
+@pytest.mark.parametrize("selection", [False, True])
+@pytest.mark.parametrize("mapped", [False, True])
+def test_every_page_matches_python(conversation, monkeypatch, order_by, selection, mapped, settings):
+    use_paths(monkeypatch, selection=selection, mapped=mapped)
     rows = generated_rows(700)
     frame = frame_of(conversation, rows)
     for offset, limit in [(0, 10), (0, 700), (5, 1), (333, 50), (600, 100), (650, 100), (699, 5), (700, 5)]:
@@ -174,6 +186,8 @@ def test_every_page_matches_python(conversation, monkeypatch, order_by, selectio
             page = frames.frame_slice(frame, offset=offset, limit=limit, columns=columns, order_by=list(order_by))
             expected = python_page(rows, offset=offset, limit=limit, columns=columns, order_by=order_by)
             assert page.rows() == [tuple(r) for r in expected], (offset, limit, columns, order_by)
+    copies = list(frame_cache.cache_dir().glob("*.arrow")) if frame_cache.cache_dir().exists() else []
+    assert len(copies) == (1 if mapped and order_by else 0)
 
 
 def test_pages_tile_the_frame_in_the_order(conversation, monkeypatch):
@@ -203,3 +217,40 @@ def test_json_values_are_safe():
                           "dur": [datetime.timedelta(seconds=90)] * 3, "l": [[1, 2], [], None]})
     assert frames.json_rows(table)[0] == [1.5, 2**62, "2024-01-02T03:04:05", "1.00", 90.0, [1, 2]]
     assert [row[0] for row in frames.json_rows(table)] == [1.5, None, None]
+
+
+def test_the_arrow_copies_stay_within_the_budget_and_go_with_their_frames(conversation, monkeypatch, settings):
+    monkeypatch.setattr(frame_cache, "MIN_ROWS", 0)
+    made = [frame_of(conversation, generated_rows(2000, seed=n)) for n in range(3)]
+    for frame in made:
+        frames.frame_slice(frame, order_by=[("qty", False)])
+    assert len(list(frame_cache.cache_dir().glob("*.arrow"))) == 3
+    size = max(p.stat().st_size for p in frame_cache.cache_dir().glob("*.arrow"))
+    settings.CONDUET_FRAME_CACHE_MB = 1
+    monkeypatch.setattr(frame_cache, "MIN_ROWS", 0)
+    budget_copies = (1024 * 1024) // size
+    frame_cache._sweep(force=True)
+    assert len(list(frame_cache.cache_dir().glob("*.arrow"))) == min(3, budget_copies)
+
+    settings.CONDUET_FRAME_CACHE_MB = 100
+    for frame in made:
+        frames.frame_slice(frame, order_by=[("qty", False)])
+    made[0].delete()
+    frame_cache._sweep(force=True)
+    assert sorted(p.name.split("-")[0] for p in frame_cache.cache_dir().glob("*.arrow")) == sorted(
+        f.id for f in made[1:])
+    frame_cache.frame_cache_forget([made[1].id])
+    assert [p.name.split("-")[0] for p in frame_cache.cache_dir().glob("*.arrow")] == [made[2].id]
+
+
+def test_without_a_usable_cache_pages_come_from_the_parquet(conversation, monkeypatch, settings, tmp_path):
+    monkeypatch.setattr(frame_cache, "MIN_ROWS", 0)
+    rows = generated_rows(300)
+    frame = frame_of(conversation, rows)
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("x")
+    settings.CONDUET_FRAME_CACHE_DIR = str(blocker)
+    page = frames.frame_slice(frame, offset=10, limit=5, order_by=[("price", True)])
+    assert page.rows() == [tuple(r) for r in python_page(rows, offset=10, limit=5, order_by=[("price", True)])]
+    settings.CONDUET_FRAME_CACHE_MB = 0
+    assert frame_cache.frame_mapped(frame) is None

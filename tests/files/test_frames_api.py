@@ -9,7 +9,7 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 
 from conversations.services import conversation_v2_create
-from files import frames
+from files import frame_cache, frames
 from tests.files.test_frames import generated_rows, python_page
 
 pytestmark = pytest.mark.django_db
@@ -78,10 +78,18 @@ def test_the_default_slice_is_the_first_hundred_rows_as_json(developer, sales):
 ORDERS = ["", "price", "-price", "qty,-id", "-name,price", "-qty,name,-day", "ok", "day,-qty"]
 
 
+@pytest.fixture(autouse=True)
+def _frame_cache(settings, tmp_path):
+    settings.CONDUET_FRAME_CACHE_DIR = str(tmp_path / "frame-cache")
+
+
 @pytest.mark.parametrize("order", ORDERS)
-def test_every_parameter_and_their_combinations_match_python(developer, sales, order, monkeypatch):
+@pytest.mark.parametrize("mapped", [False, True])
+def test_every_parameter_and_their_combinations_match_python(developer, sales, order, mapped, monkeypatch):
     monkeypatch.setattr(frames, "SELECTION_MIN_ROWS", 50)  # the selection path too, on a frame of 250 rows
     monkeypatch.setattr(frames, "SAMPLE_SIZE", 32)
+    if mapped:
+        monkeypatch.setattr(frame_cache, "MIN_ROWS", 0)  # the memory-mapped Arrow copy
     order_by = [(part.lstrip("-"), part.startswith("-")) for part in order.split(",") if part]
     for offset, limit, columns in itertools.product((0, 7, 200, 249, 250, 400), (1, 50, 100),
                                                     ("", "name,id", "price")):
