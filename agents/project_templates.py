@@ -197,11 +197,15 @@ ANALYST_SUMMARY = {
         {"id": "start", "type": "start", "data": {"intents": ["summarize my data", "give me an overview",
                                                               "describe the dataset"]}},
         {"id": "sample", "type": "data_query", "data": {
-            "sql": "SELECT * FROM {{ dataset|default('data') }} LIMIT 50", "name": "sample"}},
+            "sql": "SELECT * FROM {{ dataset|default('data') }} LIMIT 50", "name": "sample", "saveTo": "sample"}},
         {"id": "summary", "type": "ai", "data": {
-            "prompt": "Summarize the data frame 'sample' for a business reader: what the columns mean, the notable "
-                      "values and one suggestion for a next question. If there is no data yet, ask the user to "
-                      "upload a file."}},
+            "prompt": "{% if sample is defined %}Summarize this data for a business reader (columns "
+                      "{{ sample.columns|join(', ') }}; {{ sample.numRows }} rows shown of the frame "
+                      "{{ dataset|default('data') }}; first rows: {{ sample.sampleRows|tojson }}): what the columns "
+                      "mean, the notable values and one suggestion for a next question.{% else %}There is no data "
+                      "frame named {{ dataset|default('data') }} yet: ask the user to upload a file (CSV, XLSX, "
+                      "Parquet or JSON lines), or to set the variable dataset to the name of one they uploaded."
+                      "{% endif %}"}},
     ],
     "connections": _connect(("start", "next", "sample"), ("sample", "next", "summary")),
 }

@@ -50,7 +50,7 @@ class BearerKeyScheme(OpenApiAuthenticationExtension):
 
 
 # Request bodies whose unknown keys are refused (a 400), so the schema says they are closed.
-CLOSED_REQUEST_BODIES = ("StateInputRequest",)
+CLOSED_REQUEST_BODIES = ("StateInputRequest", "ConversationCreateRequest", "MessageCreateRequest")
 
 
 def close_request_bodies(result, generator, request, public):

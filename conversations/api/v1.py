@@ -58,29 +58,33 @@ def _visible(turn_request, event) -> bool:
 
 # --- interact (JSON) and interact/stream (SSE): one pipeline, two formats
 
-def whole_replies(traces: list[dict], *, debug: bool) -> list[dict]:
+def whole_replies(traces: list[dict], *, debug: bool, parts: list[int] | None = None) -> list[dict]:
     """The traces of a JSON answer (API.md §2): a model's streamed reply — `completion-start`, then its chunks as
-    `text` traces — becomes one `text` trace with the whole reply; `tool-call` traces appear only with debug."""
+    `text` traces — becomes one `text` trace with the whole reply; `tool-call` traces appear only with debug.
+    `parts` (each trace's `TurnEvent.part`) tells a message said right after a streamed reply from one more of its
+    chunks: without them the two would read as one."""
     whole: list[dict] = []
-    streaming = False
-    for trace in traces:
+    streaming: int | None = None  # the part of the `completion-start` whose chunks are being joined (theirs + 1)
+    for index, trace in enumerate(traces):
         kind = trace.get("type")
+        part = parts[index] if parts is not None else 0
         if kind == "completion-start":
-            streaming = True
+            streaming = part
             whole.append({"type": "text", "payload": {"message": ""}})
-        elif kind == "text" and streaming:
+        elif kind == "text" and streaming is not None and (parts is None or part == streaming + 1):
             whole[-1]["payload"]["message"] += trace["payload"].get("message", "")
         elif kind == "tool-call" and not debug:
             continue
         else:
-            streaming = False
+            streaming = None
             whole.append(trace)
     return [trace for trace in whole if trace["type"] != "text" or trace["payload"].get("message")]
 
 
 async def interact_traces(turn_request, turn) -> list[dict]:
-    traces = [event.data async for event in turn.follow() if not event.done and _visible(turn_request, event)]
-    return whole_replies(traces, debug=turn_request.debug)
+    events = [event async for event in turn.follow() if not event.done and _visible(turn_request, event)]
+    return whole_replies([event.data for event in events], debug=turn_request.debug,
+                         parts=[event.part for event in events])
 
 
 @per_user_rate_limit
