@@ -1,7 +1,10 @@
 """The built-in templates (API.md §3, endpoints 3–4): each is a valid document, becomes a project in the token
 user's workspace, and holds a sensible first conversation through the project chat — with the fake model where
 the template needs one."""
+import json
+
 import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
 
 from agents.models import Project
 from agents.project_templates import TEMPLATES
@@ -151,3 +154,35 @@ def test_data_analyst_greets_without_a_model_and_answers_with_one(developer, mod
     assert all(tool["function"]["name"] != "query_data" for tool in model.requests[0].body.get("tools", []))
     summary = texts(chat(developer, project, say("summarize my data")))
     assert "".join(summary).startswith("You said:")
+
+
+def test_data_analyst_summarizes_an_uploaded_table_in_a_v2_conversation(developer, model):
+    """The summary flow samples the frame the `dataset` variable names (a file `data.csv` becomes the frame `data`)
+    and hands its columns and first rows to the model."""
+    from tests.conversations.test_v2_conversations import conversation_create, conversations_url
+
+    agent = Project.objects.get(id=create(developer, "data-analyst")["id"])
+    conversation = conversation_create(developer, agent, "Sales review")
+    base = conversations_url(agent, f"/{conversation['id']}")
+    upload = SimpleUploadedFile("data.csv", b"month,sales\njan,120\nfeb,340\n", content_type="text/csv")
+    assert developer.post(f"{base}/files", {"files": [upload]}, format="multipart").status_code == 201
+
+    response = developer.post(f"{base}/messages", {"content": "summarize my data"}, format="json")
+
+    assert response.status_code == 200, response.content
+    prompt = json.dumps(model.requests[-1].body["messages"])
+    assert "month, sales" in prompt and "feb" in prompt and "340" in prompt
+    assert response.json()["messages"][1]["traces"][0]["type"] == "data_frame"
+
+
+def test_data_analyst_summary_without_the_frame_asks_for_a_file(developer, model):
+    from tests.conversations.test_v2_conversations import conversation_create, conversations_url
+
+    agent = Project.objects.get(id=create(developer, "data-analyst")["id"])
+    conversation = conversation_create(developer, agent, "Sales review")
+
+    response = developer.post(conversations_url(agent, f"/{conversation['id']}/messages"),
+                              {"content": "summarize my data"}, format="json")
+
+    assert response.status_code == 200, response.content
+    assert "ask the user to upload a file" in json.dumps(model.requests[-1].body["messages"])
