@@ -217,3 +217,15 @@ def test_the_asgi_body_cap_covers_a_full_upload_on_the_files_path_only(settings,
     settings.CONDUET_FILE_MAX_BYTES, settings.CONDUET_FILE_MAX_COUNT = 25 * 1024 * 1024, 10
     assert body_limit(f"{url}/files") > 10 * 25 * 1024 * 1024
     assert body_limit(f"{url}/data-frames") == body_limit("/api/v1/knowledge-base/upload") < 25 * 1024 * 1024
+
+
+def test_file_refs_check_keeps_the_order_and_names_a_ref_of_another_conversation(developer, url, demo_project,
+                                                                                 conversation):
+    from config.api.errors import NotFound
+    from files.services import file_refs_check
+
+    refs = [f["file_ref"] for f in upload(developer, url, ("a.txt", b"a"), ("b.txt", b"b")).json()]
+    assert [f.id for f in file_refs_check(conversation_id=conversation.id, file_refs=refs[::-1])] == refs[::-1]
+    other = conversation_v2_create(agent=demo_project, name="other")
+    with pytest.raises(NotFound, match=refs[1]):
+        file_refs_check(conversation_id=other.id, file_refs=refs[1:])
