@@ -39,7 +39,7 @@ def conversation_for(request, tenant: str, aid: str, cid: str):
 class FileListUploadApi(APIView):
     parser_classes = [MultiPartParser]
 
-    class UploadInputSerializer(serializers.Serializer):
+    class FilesUploadInputSerializer(serializers.Serializer):
         files = serializers.ListField(child=serializers.FileField(), help_text="One part per file (repeat the field)")
 
     @extend_schema(operation_id="v2_file_list", summary="The conversation's files, oldest first",
@@ -61,7 +61,7 @@ class FileListUploadApi(APIView):
                     "sheet), Parquet or JSON-lines file becomes a data frame named after it (made unique: `sales`, "
                     "`sales_2`); a file that cannot be read as a table is still stored, its frame `failed` with the "
                     "reason (see the data-frames list).",
-        parameters=PATH_PARAMS, request={"multipart/form-data": UploadInputSerializer},
+        parameters=PATH_PARAMS, request={"multipart/form-data": FilesUploadInputSerializer},
         responses={201: FileOutputSerializer(many=True), **error_responses(400, 401, 403, 404, 429),
                    413: OpenApiResponse(ERROR, description="PAYLOAD_TOO_LARGE: a file over CONDUET_FILE_MAX_BYTES "
                                                            "or more than CONDUET_FILE_MAX_COUNT files; nothing is "
