@@ -44,11 +44,34 @@ async def _refuse(send, limit: int) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
+def twisted_form_parsing_off() -> None:
+    """Twisted, under daphne, parses every POST body sent as multipart/form-data (with a Content-Length) into its
+    `request.args` before daphne hands the request on: the whole body read into memory and through the email
+    parser — a full files upload held whole, several times over — and a body that parser rejects answered with a
+    bare `400` and no JSON. Daphne never reads those args (Django parses the body itself, streaming), so the parsing
+    is switched off on daphne's request class. Called when the ASGI application is built, in the server process."""
+    try:
+        from daphne.http_protocol import WebRequest
+    except ImportError:  # another ASGI server
+        return
+    if getattr(WebRequest, "conduet_form_parsing_off", False):
+        return
+    original = WebRequest.__init__
+
+    def __init__(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        self._parsePOSTFormSubmission = False
+
+    WebRequest.__init__ = __init__
+    WebRequest.conduet_form_parsing_off = True
+
+
 class BodyLimit:
     """ASGI middleware: 413 at once for a declared length over the cap, and as soon as a chunked body passes it."""
 
     def __init__(self, app):
         self.app = app
+        twisted_form_parsing_off()
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http" or not is_api_path(scope.get("path", "")):
