@@ -197,6 +197,7 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "SessionStatusEnum": ["active", "ended", "handoff"],
         "StoppedTurnStatusEnum": ["interrupted", "complete", "failed", "stopping"],
+        "ToolKindEnum": ["http", "mcp"],
     },
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",

@@ -9,12 +9,19 @@ seconds, so it is an async view (`api_endpoint`) that does not hold the one thre
 from asgiref.sync import sync_to_async
 from django.db import IntegrityError, transaction
 from django.urls import path
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+    extend_schema_serializer,
+    inline_serializer,
+)
 from rest_framework import serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from agents import project_templates
+from agents.api.project_serializers import ProjectDocumentSerializer
 from agents.generate import MAX_BRIEF, GenerateRefused, document_generate
 from agents.importing import ImportRefused, document_import
 from agents.models import Project
@@ -28,16 +35,7 @@ from config.api.schema import ERROR, error_responses
 from config.api.validation import closed_object
 from conversations.api.serializers import StrictCharField
 
-PROJECT_DOCUMENT = inline_serializer("ProjectDocument", {
-    "id": serializers.CharField(help_text="proj_…"), "name": serializers.CharField(),
-    "description": serializers.CharField(allow_null=True), "framework": serializers.CharField(),
-    "language": serializers.CharField(), "slug": serializers.CharField(), "instructions": serializers.CharField(),
-    "model": serializers.DictField(), "workflows": serializers.ListField(child=serializers.DictField()),
-    "variables": serializers.ListField(child=serializers.DictField()),
-    "tools": serializers.ListField(child=serializers.DictField()),
-    "phases": serializers.ListField(child=serializers.DictField()), "behaviourConfig": serializers.DictField(),
-    "widget": serializers.DictField(), "settings": serializers.DictField(),
-    "createdAt": serializers.DateTimeField(), "updatedAt": serializers.DateTimeField()})
+PROJECT_DOCUMENT = ProjectDocumentSerializer
 WORKSPACE_HELP = "The workspace of the new project (one of yours); default: your first workspace"
 MAX_WORKSPACE_ID = 32
 SLUG_ATTEMPTS = 3
@@ -66,12 +64,14 @@ def create(*, user, name: str, document: dict, workspace_id: str | None) -> Proj
 
 
 class TemplateListCreateApi(APIView):
+    @extend_schema_serializer(component_name="Template")
     class OutputSerializer(serializers.Serializer):
         id = serializers.CharField()
         name = serializers.CharField()
         description = serializers.CharField()
         framework = serializers.ChoiceField(choices=["conversation-flow", "agentic"])
 
+    @extend_schema_serializer(component_name="TemplateCreate")
     class CreateInputSerializer(serializers.Serializer):
         templateId = StrictCharField(max_length=64, help_text="An id from GET /projects/templates")
         name = StrictCharField(max_length=200, required=False, help_text="Default: the template's name")
@@ -99,12 +99,13 @@ class TemplateListCreateApi(APIView):
         return Response(project.as_document(), status=201)
 
 
-IMPORT_RESPONSE = inline_serializer("ProjectImported", {
-    **PROJECT_DOCUMENT.fields,
-    "format": serializers.ChoiceField(choices=["conduet", "voiceflow"], help_text="What the body was taken for"),
-    "warnings": serializers.ListField(child=serializers.CharField(),
-                                      help_text="What could not be imported as it was, each naming where"),
-})
+class ProjectImportedSerializer(ProjectDocumentSerializer):
+    format = serializers.ChoiceField(choices=["conduet", "voiceflow"], help_text="What the body was taken for")
+    warnings = serializers.ListField(child=serializers.CharField(),
+                                     help_text="What could not be imported as it was, each naming where")
+
+
+IMPORT_RESPONSE = ProjectImportedSerializer
 
 
 class ProjectImportApi(APIView):
