@@ -106,6 +106,8 @@ def run(args) -> dict:
 
     call_command("migrate", interactive=False, verbosity=0)
     settings.CONDUET_FILE_MAX_BYTES = 1 << 40
+    # In-process requests on PostgreSQL: Django's connection, as the tests do (the async pool serves daphne's loop).
+    settings.CONDUET_DB_ASYNC_POOL = False
     settings.ALLOWED_HOSTS = ["*"]
     workspace = workspace_create(name="Bench", slug="bench")
     project = project_create(workspace=workspace, name="Frames", document={})
