@@ -2,11 +2,14 @@
 outage is degraded around: the caller fails open, the fault is logged once per interval per operation and counted
 in `conduet_dependency_errors_total`, and `/readyz` reports Redis down."""
 import asyncio
+import contextlib
 import logging
+import os
 import time
 import weakref
 
 import redis.asyncio as aioredis
+from asgiref.sync import SyncToAsync, async_to_sync
 from django.conf import settings
 from redis.exceptions import RedisError
 
@@ -34,6 +37,34 @@ def redis_client() -> aioredis.Redis:
                                          health_check_interval=30, max_connections=200)
         _clients[loop] = client
     return client
+
+
+async def redis_client_close() -> None:
+    """Closes this loop's client, if it has one (a loop that ends)."""
+    client = _clients.pop(asyncio.get_running_loop(), None)
+    if client is not None:
+        with contextlib.suppress(*ERRORS):
+            await client.aclose()
+
+
+def sync_call(func, /, *args, **kwargs):
+    """`async_to_sync(func)(*args, **kwargs)` for sync code that may reach Redis (the DRF views' rate limit). On the
+    server the coroutine runs on daphne's loop and uses its long-lived client. Where there is no such loop (the test
+    client, a management command) asgiref gives each call a loop of its own: the client that loop opened is closed
+    with the call, instead of keeping its connection open until a garbage collection finds it (a test process held
+    a thousand such sockets, past what `select()` takes)."""
+    threadlocal = SyncToAsync.threadlocal
+    main = getattr(threadlocal, "main_event_loop", None)  # asgiref's own test; it may name a loop long closed
+    if main is not None and not main.is_closed() and getattr(threadlocal, "main_event_loop_pid", None) == os.getpid():
+        return async_to_sync(func)(*args, **kwargs)
+
+    async def once():
+        try:
+            return await func(*args, **kwargs)
+        finally:
+            await redis_client_close()
+
+    return async_to_sync(once)()
 
 
 _scripts: "weakref.WeakKeyDictionary[aioredis.Redis, dict]" = weakref.WeakKeyDictionary()

@@ -1,10 +1,11 @@
 """Every response under /api/ and /tenants/: the X-RateLimit-* headers, the 1 MiB body limit (chunked bodies
 included), and JSON for errors raised outside DRF (async views, Django's own 404/500)."""
-from asgiref.sync import async_to_sync, iscoroutinefunction, markcoroutinefunction
+from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.conf import settings
 
 from config.api.errors import ErrorCode, RateLimited, describe_exception, error_response
 from config.api.ratelimit import anonymous_rate_limit_hit
+from config.redis import sync_call
 
 API_PREFIXES = ("/api/", "/tenants/")
 
@@ -41,7 +42,7 @@ class ApiResponseMiddleware:
         too_big = self._check_body(request)
         response = too_big if too_big is not None else self.get_response(request)
         if is_api_path(request.path) and getattr(request, "conduet_rate_usage", None) is None:
-            response = async_to_sync(self._count_anonymous)(request, response)
+            response = sync_call(self._count_anonymous, request, response)
         return self._headers(request, response)
 
     async def __acall__(self, request):

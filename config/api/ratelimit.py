@@ -15,14 +15,13 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from asgiref.sync import async_to_sync
 from django.conf import settings
 from django.utils import timezone
 
 from config import db
 from config.api.errors import RateLimited
 from config.metrics import RATE_LIMIT_FAIL_OPEN
-from config.redis import ERRORS, degraded, redis_configured, redis_script
+from config.redis import ERRORS, degraded, redis_configured, redis_script, sync_call
 
 PERIOD_SECONDS = 60
 CACHE_TABLE = "conduet_cache"
@@ -177,7 +176,7 @@ class PerKeyThrottle:
     def allow_request(self, request, view) -> bool:
         if request.auth is None:
             return True
-        async_to_sync(key_rate_limit_hit)(request, key_id=request.auth.key_id)
+        sync_call(key_rate_limit_hit, request, key_id=request.auth.key_id)
         return True
 
     def wait(self):

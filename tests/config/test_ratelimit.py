@@ -161,3 +161,23 @@ async def test_refused_requests_do_not_count(clock):
 
     assert await admitted(2) == [True, False]
     assert await admitted(1, key="other") == [True]
+
+
+def test_sync_views_leave_no_redis_connection_behind(developer, settings):
+    """A DRF view counts its key in Redis from sync code. Outside daphne (the test client, a management command)
+    each such call runs on a loop of its own: its client must close with it, or every request leaves a socket open
+    (a test process reached a thousand, past what `select()` takes)."""
+    import os
+
+    if not settings.REDIS_URL:
+        pytest.skip("the database counts the rate without Redis: no connection to leave")
+
+    def open_sockets() -> int:
+        return sum(os.readlink(f"/proc/self/fd/{fd}").startswith("socket:") for fd in os.listdir("/proc/self/fd")
+                   if os.path.exists(f"/proc/self/fd/{fd}"))
+
+    developer.get("/api/v1/projects")
+    before = open_sockets()
+    for _ in range(30):
+        assert developer.get("/api/v1/projects").status_code == 200
+    assert open_sockets() - before < 5

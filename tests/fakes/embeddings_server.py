@@ -321,8 +321,9 @@ def _closed(sock) -> bool:
     """Whether the client has closed the connection (a read would return EOF)."""
     import select
 
-    readable, _w, _x = select.select([sock], [], [], 0)
-    if not readable:
+    poller = select.poll()  # not select(): a descriptor past 1023 is out of its range
+    poller.register(sock, select.POLLIN)
+    if not poller.poll(0):
         return False
     with contextlib.suppress(OSError):
         return sock.recv(1, 2) == b""  # MSG_PEEK
