@@ -289,7 +289,8 @@ CONDUET_DATA_QUERY_MEMORY_MB = env_int("CONDUET_DATA_QUERY_MEMORY_MB", 512, mini
 CONDUET_DATA_QUERY_THREADS = env_int("CONDUET_DATA_QUERY_THREADS", 2, minimum=1)
 # Ordered pages of large frames read a memory-mapped Arrow copy of the frame's Parquet (files/frame_cache.py), made on
 # first use in this local directory and kept within this size (least recently used first out; 0 turns it off).
-CONDUET_FRAME_CACHE_DIR = env_str("CONDUET_FRAME_CACHE_DIR", "")  # empty: <temporary directory>/conduet-frames
+# Empty: <temporary directory>/conduet-frames/<a digest of the database settings>.
+CONDUET_FRAME_CACHE_DIR = env_str("CONDUET_FRAME_CACHE_DIR", "")
 CONDUET_FRAME_CACHE_MB = env_int("CONDUET_FRAME_CACHE_MB", 4096, minimum=0)
 
 LOGGING = {

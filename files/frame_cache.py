@@ -10,6 +10,7 @@ frame has a new id), so a copy never goes stale. It is a cache: least recently u
 CONDUET_FRAME_CACHE_MB, and copies of frames no longer in the database go at the next sweep (`frame_cache_forget`
 drops them at once)."""
 import contextlib
+import hashlib
 import logging
 import os
 import tempfile
@@ -32,7 +33,17 @@ _last_sweep = 0.0
 
 
 def cache_dir() -> Path:
-    return Path(settings.CONDUET_FRAME_CACHE_DIR or Path(tempfile.gettempdir()) / "conduet-frames")
+    """CONDUET_FRAME_CACHE_DIR, else a directory of the temporary directory per database: the sweep drops the
+    copies of frames its database does not hold, so two installations (or test runs) on one host must not share
+    one."""
+    if settings.CONDUET_FRAME_CACHE_DIR:
+        return Path(settings.CONDUET_FRAME_CACHE_DIR)
+    return database_cache_dir(settings.DATABASES["default"])
+
+
+def database_cache_dir(database: dict) -> Path:
+    where = "|".join(str(database.get(key) or "") for key in ("ENGINE", "HOST", "PORT", "NAME"))
+    return Path(tempfile.gettempdir()) / "conduet-frames" / hashlib.sha256(where.encode()).hexdigest()[:16]
 
 
 def _path(frame: DataFrame) -> Path:

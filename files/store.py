@@ -88,10 +88,12 @@ def frame_local_path(frame: DataFrame) -> Iterator[str]:
     """A local path to the frame's Parquet for the time of the block: the file itself on the file-system storage
     (scanned lazily, nothing copied), else a temporary copy."""
     try:
-        yield default_storage.path(frame.stored_name)
+        local = default_storage.path(frame.stored_name)
+    except NotImplementedError:  # a storage without local paths (object storage)
+        local = None
+    if local is not None:
+        yield local
         return
-    except NotImplementedError:
-        pass
     with tempfile.NamedTemporaryFile(suffix=".parquet") as copy, default_storage.open(frame.stored_name, "rb") as src:
         for chunk in iter(lambda: src.read(1024 * 1024), b""):
             copy.write(chunk)
@@ -121,7 +123,19 @@ def _delete_now(name: str) -> None:
 
 
 def stored_delete_on_commit(names: Iterable[str]) -> None:
-    """Deletes these bytes once the current transaction commits (at once outside one); a rollback keeps them."""
+    """Deletes these bytes once the current transaction commits (at once outside one), with the local Arrow copies
+    of the frames among them (`frame_cache`); a rollback keeps them."""
     names = [name for name in names if name]
-    if names:
-        transaction.on_commit(lambda: [_delete_now(name) for name in names])
+    if not names:
+        return
+    frame_ids = [name.rsplit("/", 1)[-1].removesuffix(".parquet") for name in names if "/frames/" in name]
+
+    def delete() -> None:
+        from files.frame_cache import frame_cache_forget
+
+        for name in names:
+            _delete_now(name)
+        if frame_ids:
+            frame_cache_forget(frame_ids)
+
+    transaction.on_commit(delete)

@@ -17,6 +17,7 @@ pytest_plugins = ["tests.fakes.tool_server", "tests.fakes.llm_server", "tests.fa
 def _media_root(settings, tmp_path):
     """Stored bytes (knowledge-base uploads, later conversation files) go to a directory of the test's own."""
     settings.MEDIA_ROOT = tmp_path / "media"
+    settings.CONDUET_FRAME_CACHE_DIR = str(tmp_path / "frame-cache")  # the frames' local Arrow copies, too
 
 
 @pytest.fixture(autouse=True)
