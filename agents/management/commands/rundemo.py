@@ -42,6 +42,17 @@ this server at {base}/demo/orders/A-1001, set_variable and handoff. {model}
 
 curl -sN -X POST {base}/api/v1/conversations/jane/interact/stream -H "Authorization: Bearer {copilot_key}" \\
   -H "Content-Type: application/json" -d '{{"action": {{"type": "text", "payload": "Where is my order A-1001?"}}}}'
+
+The v2 API: named conversations with files, and a data frame of every uploaded table (CONV: the id created):
+
+curl -s -X POST {base}/tenants/{tenant}/api/v2/agents/{project_id}/conversations -H "Authorization: Bearer {key}" \\
+  -H "Content-Type: application/json" -d '{{"name": "Q3 reconciliation"}}'
+curl -s -X POST {base}/tenants/{tenant}/api/v2/agents/{project_id}/conversations/CONV/messages \\
+  -H "Authorization: Bearer {key}" -H "Content-Type: application/json" -d '{{"content": "How do I reset my password?"}}'
+curl -s -X POST {base}/tenants/{tenant}/api/v2/agents/{project_id}/conversations/CONV/files \\
+  -H "Authorization: Bearer {key}" -F files=@sales.csv -F files=@invoice.pdf
+curl -s "{base}/tenants/{tenant}/api/v2/agents/{project_id}/conversations/CONV/data-frames/sales?limit=5" \\
+  -H "Authorization: Bearer {key}"
 """
 
 
@@ -62,7 +73,7 @@ class Command(BaseCommand):
         self.stdout.write(BANNER.format(
             project=setup.project.name, project_id=setup.project.id, version_id=setup.version.id, key=setup.key,
             base=base, username=setup.username, password=setup.password, copilot=setup.copilot.name,
-            copilot_id=setup.copilot.id, copilot_key=setup.copilot_key,
+            copilot_id=setup.copilot.id, copilot_key=setup.copilot_key, tenant=setup.project.workspace.slug,
             documents=", ".join(f"{d.name}: {d.status}" for d in documents),
             model=f"\n{missing}" if missing else f"Its model: {settings.CONDUET_LLM_BASE_URL}.",
         ))
