@@ -38,7 +38,9 @@ from agents.services import (
     key_revoke,
     project_api_key_create,
     project_document_validate,
+    projects_delete,
     version_publish,
+    workspace_delete,
 )
 from config.metrics import RATE_LIMIT_FAIL_OPEN
 
@@ -60,6 +62,13 @@ class WorkspaceAdmin(admin.ModelAdmin):
     search_fields = ["name", "slug", "id"]
     prepopulated_fields = {"slug": ["name"]}
     inlines = [MembershipInline]
+
+    def delete_model(self, request, obj):
+        workspace_delete(workspace=obj)  # its projects' stored bytes go too
+
+    def delete_queryset(self, request, queryset):
+        for workspace in queryset:
+            workspace_delete(workspace=workspace)
 
 
 @admin.register(Membership)
@@ -126,6 +135,12 @@ class ProjectForm(forms.ModelForm):
 @admin.register(Project)
 class ProjectAdmin(admin.ModelAdmin):
     form = ProjectForm
+
+    def delete_model(self, request, obj):
+        projects_delete(projects=Project.objects.filter(id=obj.id))  # its stored bytes go too
+
+    def delete_queryset(self, request, queryset):
+        projects_delete(projects=queryset)
     list_display = ["name", "workspace", "framework", "production_version", "updated_at"]
     list_filter = ["framework"]
     list_select_related = ["workspace", "production_version"]

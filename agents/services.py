@@ -396,30 +396,34 @@ def project_item_delete(*, project: Project, part: str, item_id: str, if_match: 
     return _project_write(project=project, if_match=if_match, change=change)
 
 
-def project_delete(*, project: Project) -> None:
-    """Deletes the project with all its data — versions, keys, conversations and their messages, knowledge
-    documents with their chunks and vectors (the ORM's cascade and the index's triggers) — and, once that is
-    committed, the stored bytes of its knowledge documents and of its conversations' files and data frames."""
-    from django.core.files.storage import default_storage
-
+def projects_delete(*, projects) -> None:
+    """Deletes the projects (a queryset) with all their data — versions, keys, conversations and their messages,
+    files and data frames, knowledge documents with their chunks and vectors (the ORM's cascade and the index's
+    triggers) — and, once that is committed, the stored bytes of their knowledge documents and of their
+    conversations' files and data frames. The admin's deletes of projects and workspaces come here too, so that no
+    delete leaves bytes behind."""
     from agents.knowledge.models import KnowledgeDocument
-    from files.store import stored_names
+    from files.store import stored_delete_on_commit, stored_names
 
     with transaction.atomic():
-        stored = list(KnowledgeDocument.objects.filter(project=project).exclude(stored_path="")
+        ids = list(projects.values_list("id", flat=True))
+        stored = list(KnowledgeDocument.objects.filter(project_id__in=ids).exclude(stored_path="")
                       .values_list("stored_path", flat=True))
-        stored += stored_names(project_id=project.id)  # its conversations' files and data frames
-        project.delete()
+        for project_id in ids:
+            stored += stored_names(project_id=project_id)  # its conversations' files and data frames
+        Project.objects.filter(id__in=ids).delete()
+        stored_delete_on_commit(stored)
 
-        def delete_files() -> None:
-            for path in stored:
-                try:
-                    default_storage.delete(path)
-                except OSError:
-                    logger.warning("Could not delete the stored bytes %s", path, exc_info=True)
 
-        if stored:
-            transaction.on_commit(delete_files)
+def project_delete(*, project: Project) -> None:
+    projects_delete(projects=Project.objects.filter(id=project.id))
+
+
+def workspace_delete(*, workspace: Workspace) -> None:
+    """Deletes the workspace, its memberships and its projects with their stored bytes (`projects_delete`)."""
+    with transaction.atomic():
+        projects_delete(projects=Project.objects.filter(workspace=workspace))
+        workspace.delete()
 
 
 def project_document_validate(*, document: dict, fields: dict, framework: str) -> None:

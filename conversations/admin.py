@@ -11,6 +11,7 @@ from django.urls import path, reverse
 
 from agents.admin import pretty_json
 from conversations.models import Conversation, Message
+from conversations.services import conversations_delete
 
 FRAME_ROWS = 5  # first rows of each frame the page shows
 FRAMES_SHOWN = 50  # frames with their rows on one page (the rest are counted)
@@ -113,6 +114,12 @@ class ConversationAdmin(admin.ModelAdmin):
               "updated_at", "closed_at", "transcript", "files_and_frames", "state_json"]
     readonly_fields = fields
     inlines = [MessageInline]
+
+    def delete_model(self, request, obj):
+        conversations_delete(conversations=Conversation.objects.filter(id=obj.id))
+
+    def delete_queryset(self, request, queryset):
+        conversations_delete(conversations=queryset)
 
     def get_urls(self):
         download = path("files/<str:file_ref>/download/", self.admin_site.admin_view(self.file_download),

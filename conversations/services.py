@@ -98,6 +98,17 @@ def _conversation_delete_leased(*, conversation_id: str, token: str) -> Conversa
     return conversation
 
 
+def conversations_delete(*, conversations) -> None:
+    """Deletes these conversations (a queryset: the admin's delete) with their messages, files and data frames, and
+    their bytes once that has committed. Unlike the API's delete it takes no lease: an operator's delete wins over
+    a running turn, whose reply then has no conversation to be stored in."""
+    with transaction.atomic():
+        ids = list(conversations.values_list("id", flat=True))
+        names = stored_names(conversation_ids=ids)
+        Conversation.objects.filter(id__in=ids).delete()
+        stored_delete_on_commit(names)
+
+
 async def conversation_adelete(*, conversation: Conversation) -> Conversation:
     """DELETE of a v2 conversation: under its lease, like the state endpoints, so it never cuts a running turn
     short — a turn holding it makes the delete wait (up to CONDUET_TURN_WAIT_SECONDS), then 409. A turn asked for
