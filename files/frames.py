@@ -39,6 +39,10 @@ SELECTION_MIN_ROWS = 100_000  # below this, a page's rows are found by sorting t
 SAMPLE_SIZE = 16_384  # values of the first key sampled to bracket a page
 SAMPLE_MARGIN = 4.0  # standard deviations of a sampled rank's error kept on each side of the bracket
 MAX_ERROR = 500  # characters of a reader's message kept in a failed frame's error
+# Columns of a frame: an Excel sheet's width. A 2 MiB CSV line of commas is two million columns, which took polars
+# 25 s and 3.8 GB (a 25 MiB one would exhaust the host), so a CSV's header is counted before it is read.
+MAX_COLUMNS = 16_384
+_QUOTED = re.compile(rb'"(?:[^"]|"")*"')
 
 
 @dataclass(frozen=True)
@@ -76,9 +80,12 @@ def tables_read(path: str, *, name: str, kind: str) -> list[Table]:
         if kind in ("csv", "tsv"):
             return [Table(name, table=_read_csv(path, separator="\t" if kind == "tsv" else None))]
         if kind == "parquet":
+            _check_width(len(pl.read_parquet_schema(path)))
             return [Table(name, table=pl.read_parquet(path))]
         if kind == "jsonl":
-            return [Table(name, table=pl.read_ndjson(path, infer_schema_length=INFER_ROWS))]
+            table = pl.read_ndjson(path, infer_schema_length=INFER_ROWS)
+            _check_width(table.width)
+            return [Table(name, table=table)]
         if kind == "excel":
             return _read_excel(path, name)
     except BaseException as exc:  # an untrusted file: any reader failure (a Rust panic included) fails the frame
@@ -128,9 +135,28 @@ def _separator(source: str | bytes) -> str:
     return best if counts[best] else ","
 
 
+def _check_width(columns: int) -> None:
+    if columns > MAX_COLUMNS:
+        raise ValueError(f"it has {columns:,} columns, more than the {MAX_COLUMNS:,} a data frame may have")
+
+
+def _header_width(source: str | bytes, separator: str) -> int:
+    """The columns of a CSV's first line (separators inside quotes not counted), read without parsing the file."""
+    if isinstance(source, str):
+        with open(source, "rb") as handle:
+            first = handle.readline()
+    else:
+        first = source.split(b"\n", 1)[0]
+    sep = separator.encode()
+    if first.count(sep) < MAX_COLUMNS:
+        return first.count(sep) + 1
+    return _QUOTED.sub(b"", first).count(sep) + 1
+
+
 def _read_csv(path: str, *, separator: str | None) -> pl.DataFrame:
     source = _utf8_source(path)
     separator = separator or _separator(source)
+    _check_width(_header_width(source, separator))
     overrides: dict[str, type[pl.DataType]] = {}
     while True:
         try:
@@ -150,23 +176,25 @@ def _read_csv(path: str, *, separator: str | None) -> pl.DataFrame:
 
 
 def _read_excel(path: str, name: str) -> list[Table]:
-    """One table per sheet (calamine, through fastexcel); an empty sheet gives a failed table saying so."""
-    import fastexcel
+    """One table per sheet, read by calamine in a child process of bounded memory and time (files/spreadsheet.py);
+    an empty or unreadable sheet gives a failed table saying so."""
+    from files.spreadsheet import sheets_read
 
-    reader = fastexcel.read_excel(path)
     tables = []
     stem = PurePosixPath(name).stem
-    sheets = reader.sheet_names
-    for sheet in sheets:
+    sheets = sheets_read(path)
+    for sheet, table, error in sheets:
         frame_name = stem if len(sheets) == 1 else f"{stem}_{sheet}".replace(".", "_")
-        try:
-            table = pl.read_excel(path, sheet_name=sheet, engine="calamine")
-            if table.width == 0:
-                raise ValueError("the sheet is empty")
-            tables.append(Table(frame_name, sheet_name=sheet, table=table))
-        except Exception as exc:  # noqa: BLE001 (one unreadable sheet fails its frame, not the workbook)
+        if table is not None:
+            try:
+                _check_width(table.width)
+            except ValueError as exc:
+                table, error = None, str(exc)
+        if table is None:
             tables.append(Table(frame_name, sheet_name=sheet,
-                                error=f"Sheet {sheet!r} of {name} could not be read: {_short(exc)}"))
+                                error=f"Sheet {sheet!r} of {name} could not be read: {_short(error)}"))
+        else:
+            tables.append(Table(frame_name, sheet_name=sheet, table=table))
     if not tables:
         raise ValueError("the workbook has no sheets")
     return tables

@@ -2,7 +2,7 @@
 import logging
 from enum import StrEnum
 
-from django.core.exceptions import PermissionDenied, RequestDataTooBig
+from django.core.exceptions import PermissionDenied, RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent
 from django.http import Http404, JsonResponse
 from rest_framework import exceptions as drf
 from rest_framework.response import Response
@@ -108,7 +108,8 @@ def describe_exception(exc: Exception) -> tuple[str, ErrorCode, dict | None, dic
         where = "" if first_field == "non_field_errors" else f"{first_field}: "
         return f"Invalid request: {where}{first_msgs[0]}", ErrorCode.BAD_REQUEST, details, {}
     if isinstance(exc, drf.ParseError):
-        return f"Malformed JSON body: {exc.detail}", ErrorCode.BAD_REQUEST, None, {}
+        kind = "multipart" if str(exc.detail).startswith("Multipart form parse error") else "JSON"
+        return f"Malformed {kind} body: {exc.detail}", ErrorCode.BAD_REQUEST, None, {}
     if isinstance(exc, drf.AuthenticationFailed | drf.NotAuthenticated):
         return str(exc.detail), ErrorCode.UNAUTHORIZED, None, {"WWW-Authenticate": 'Bearer realm="api"'}
     if isinstance(exc, drf.PermissionDenied | PermissionDenied):
@@ -121,6 +122,8 @@ def describe_exception(exc: Exception) -> tuple[str, ErrorCode, dict | None, dic
         return f"{exc.detail} Send JSON (Content-Type: application/json).", ErrorCode.UNSUPPORTED_MEDIA_TYPE, None, {}
     if isinstance(exc, RequestDataTooBig):
         return "Request body is larger than 1 MiB.", ErrorCode.PAYLOAD_TOO_LARGE, None, {}
+    if isinstance(exc, TooManyFieldsSent | TooManyFilesSent):  # Django's multipart parser (1,000 fields, 100 files)
+        return "Too many parts in the multipart body.", ErrorCode.BAD_REQUEST, None, {}
     if isinstance(exc, drf.Throttled):
         return "Rate limit reached.", ErrorCode.RATE_LIMITED, None, {"Retry-After": str(exc.wait or 1)}
     if isinstance(exc, drf.APIException):
