@@ -16,8 +16,9 @@ server_start_refusal()  # no server on the published development SECRET_KEY outs
 from channels.routing import ProtocolTypeRouter  # noqa: E402  (needs the app registry loaded)
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
 
-from config.api.body_limit import BodyLimit  # noqa: E402
+from config.api.body_limit import BodyLimit, twisted_form_parsing_off  # noqa: E402
 
+twisted_form_parsing_off()  # daphne's Twisted would otherwise read every multipart body whole (body_limit.py)
 application = ProtocolTypeRouter({"http": BodyLimit(ASGIStaticFilesHandler(django_asgi_app))})
 
 # A process holding a thousand open streams allocates steadily (every chunk is a few objects); with the default

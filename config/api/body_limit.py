@@ -49,7 +49,7 @@ def twisted_form_parsing_off() -> None:
     `request.args` before daphne hands the request on: the whole body read into memory and through the email
     parser — a full files upload held whole, several times over — and a body that parser rejects answered with a
     bare `400` and no JSON. Daphne never reads those args (Django parses the body itself, streaming), so the parsing
-    is switched off on daphne's request class. Called when the ASGI application is built, in the server process."""
+    is switched off on daphne's request class. Called by config/asgi.py, where the application is built."""
     try:
         from daphne.http_protocol import WebRequest
     except ImportError:  # another ASGI server
@@ -71,7 +71,6 @@ class BodyLimit:
 
     def __init__(self, app):
         self.app = app
-        twisted_form_parsing_off()
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http" or not is_api_path(scope.get("path", "")):
