@@ -90,12 +90,20 @@ def error_response(message: str, code: ErrorCode, *, details: dict | None = None
     return response
 
 
+def _messages(detail, prefix: str = "") -> list[str]:
+    """A field's messages as plain strings: a list's or a nested serializer's errors (`{0: [...]}` for the first
+    item of a ListField) flattened with where they are (`0: Not a valid string.`), never a Python repr."""
+    if isinstance(detail, dict):
+        return [m for key, value in detail.items() for m in _messages(value, f"{prefix}{key}: ")]
+    if isinstance(detail, list):
+        return [m for value in detail for m in _messages(value, prefix)]
+    return [f"{prefix}{detail}"]
+
+
 def _validation_details(detail) -> dict:
     if isinstance(detail, dict):
-        return {field: [str(m) for m in (msgs if isinstance(msgs, list) else [msgs])] for field, msgs in detail.items()}
-    if isinstance(detail, list):
-        return {"non_field_errors": [str(m) for m in detail]}
-    return {"non_field_errors": [str(detail)]}
+        return {field: _messages(msgs) for field, msgs in detail.items()}
+    return {"non_field_errors": _messages(detail)}
 
 
 def describe_exception(exc: Exception) -> tuple[str, ErrorCode, dict | None, dict]:

@@ -16,9 +16,9 @@ from tests.conversations.test_v2_stream import LLM_REPLY, SEED, walkthrough_docu
 from tests.fakes.llm_server import LlmServer, Reply
 from tests.live import daphne_process
 
-pytestmark = [pytest.mark.server, pytest.mark.django_db(transaction=True)]
 
-
+@pytest.mark.server
+@pytest.mark.django_db(transaction=True)
 def test_a_server_killed_mid_stream_leaves_a_failed_turn_and_a_usable_conversation(workspace, user, tmp_path):
     agent = project_create(workspace=workspace, name="Reconciler", document=walkthrough_document())
     token = developer_token_create(user=user, name="live")[1]
@@ -53,3 +53,14 @@ def test_a_server_killed_mid_stream_leaves_a_failed_turn_and_a_usable_conversati
     assert [(m.role, m.status) for m in stored] == [("user", "complete"), ("assistant", "failed"),
                                                     ("user", "complete"), ("assistant", "complete")]
     assert listed[3]["content"].startswith("Here is how it goes.\nHere again.")
+
+
+@pytest.mark.django_db
+def test_a_bad_file_ref_item_is_a_plain_message_not_a_python_repr(developer, demo_project):
+    conversation = developer.post(conversations_url(demo_project), {"name": "x"}, format="json").json()
+    for tail in ("messages", "stream"):
+        response = developer.post(conversations_url(demo_project, f"/{conversation['id']}/{tail}"),
+                                  {"content": "hi", "files": ["file_a", ["nested"]]}, format="json")
+        assert response.status_code == 400
+        assert response.json()["details"] == {"files": ["1: Not a valid string."]}
+        assert response.json()["error"] == "Invalid request: files: 1: Not a valid string."
