@@ -8,7 +8,7 @@ from rest_framework import serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from config.api.errors import ApiError
+from config.api.errors import ApiError, ErrorCode
 from config.api.schema import ERROR, error_responses
 from files import frames, selectors
 from files.api.files import PATH_PARAMS, conversation_for
@@ -27,10 +27,9 @@ def _int_param(request, name: str, *, default: int, low: int, high: int | None) 
     if raw in (None, ""):
         return default
     bounds = f"from {low} to {high:,}" if high is not None else f"≥ {low}"
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ApiError(f"{name} must be an integer {bounds}.", details={name: ["Not an integer."]}) from None
+    if not raw.isascii() or not raw.isdigit():  # int() also takes " 5", "+5", "5_0" and "١٢" (Arabic digits)
+        raise ApiError(f"{name} must be an integer {bounds}.", details={name: ["Not an integer."]})
+    value = int(raw)
     if value < low or (high is not None and value > high):
         raise ApiError(f"{name} must be an integer {bounds}.", details={name: [f"Out of range ({bounds})."]})
     return value
@@ -133,7 +132,11 @@ class DataFrameSliceApi(APIView):
             dtype = next(column["dtype"] for column in frame.columns if column["name"] == key)
             if dtype.startswith(UNORDERED_TYPES):
                 raise ApiError(f"Column {key!r} ({dtype}) cannot be ordered by.", details={"order_by": [key]})
-        table = frames.frame_slice(frame, offset=offset, limit=limit, columns=columns, order_by=order_by)
+        try:
+            table = frames.frame_slice(frame, offset=offset, limit=limit, columns=columns, order_by=order_by)
+        except FileNotFoundError:  # as the file download says: the row is there, its bytes are not (was a 500)
+            raise ApiError(f"The bytes of data frame {frame.name} are missing from storage.",
+                           code=ErrorCode.NOT_FOUND) from None
         if output == "csv":
             response = HttpResponse(frames.csv_text(table), content_type="text/csv; charset=utf-8")
         elif output == "parquet":

@@ -140,3 +140,66 @@ def test_wide_parquet_and_json_lines_are_refused(tmp_path, kind):
     wide.write_parquet(path) if kind == "parquet" else wide.write_ndjson(path)
     [table] = frames.tables_read(str(path), name=path.name, kind=kind)
     assert "16,385 columns, more than the 16,384" in table.error
+
+
+def slice_url(base: str, demo_project, conversation, name: str) -> str:
+    return (f"{base}/tenants/{demo_project.workspace.slug}/api/v2/agents/{demo_project.id}/conversations/"
+            f"{conversation.id}/data-frames/{name}")
+
+
+@pytest.mark.parametrize("raw", [" 5", "5 ", "+5", "5_0", "١٢", "0x10", "²"])
+@pytest.mark.parametrize("param", ["offset", "limit"])
+def test_slice_integers_are_plain_ascii_digits(developer, demo_project, param, raw):
+    """int() took all of these (Arabic-Indic digits as 12)."""
+    import polars as pl
+
+    from files.store import frame_create
+
+    conversation = conversation_v2_create(agent=demo_project, name="faults")
+    frame_create(conversation_id=conversation.id, name="t", table=pl.DataFrame({"a": list(range(20))}))
+    response = developer.get(slice_url("", demo_project, conversation, "t"), {param: raw})
+
+    assert response.status_code == 400 and response.json()["details"] == {param: ["Not an integer."]}
+
+
+@pytest.mark.server
+def test_concurrent_first_ordered_pages_of_a_large_frame_agree(url, project_key):
+    """Each request finds no Arrow copy and builds one (files/frame_cache.py): every page is still right."""
+    import concurrent.futures
+
+    from files import frame_cache
+
+    rows = frame_cache.MIN_ROWS + 50_000
+    values = [(i * 7919) % rows for i in range(rows)]
+    csv = "id,v\n" + "".join(f"{i},{v}\n" for i, v in enumerate(values))
+    assert post(url, project_key, multipart([("files", "big.csv", csv.encode())])).status_code == 201
+    offsets = [0, 1, 2, 3, 1000, 50_000, rows - 3, rows - 1]
+
+    def page(offset: int):
+        response = httpx.get(f"{url}/data-frames/big", params={"order_by": "-v", "offset": offset, "limit": 3},
+                             headers={"Authorization": f"Bearer {project_key}"}, timeout=60)
+        assert response.status_code == 200, response.text
+        return response.json()["rows"]
+
+    with concurrent.futures.ThreadPoolExecutor(len(offsets)) as pool:
+        pages = list(pool.map(page, offsets))
+
+    ordered = sorted(range(rows), key=lambda i: -values[i])
+    assert pages == [[[i, values[i]] for i in ordered[offset: offset + 3]] for offset in offsets]
+
+
+@pytest.mark.parametrize("order_by", ["", "-a"])
+def test_a_frame_whose_bytes_are_gone_is_404_not_500(developer, demo_project, order_by):
+    """An operator restored the database without the media (or lost a file): as the file download says."""
+    import polars as pl
+    from django.core.files.storage import default_storage
+
+    from files.store import frame_create
+
+    conversation = conversation_v2_create(agent=demo_project, name="faults")
+    frame = frame_create(conversation_id=conversation.id, name="t", table=pl.DataFrame({"a": [1, 2]}))
+    default_storage.delete(frame.stored_name)
+    response = developer.get(slice_url("", demo_project, conversation, "t"), {"order_by": order_by})
+
+    assert response.status_code == 404
+    assert response.json() == {"error": "The bytes of data frame t are missing from storage.", "code": "NOT_FOUND"}
