@@ -126,7 +126,25 @@ def server_env(**extra: str) -> dict[str, str]:
     from tests.live import database_url
 
     return {"DATABASE_URL": database_url(connections["default"].settings_dict), "LOG_LEVEL": "WARNING",
-            "CONDUET_DB_POOL_MIN": "0", "CONDUET_OUTBOUND_ALLOWLIST": "127.0.0.1", **extra}
+            "CONDUET_DB_POOL_MIN": "0", "CONDUET_OUTBOUND_ALLOWLIST": "127.0.0.1",
+            "CONDUET_MEDIA_ROOT": _server_media_root(), **extra}
+
+
+def _server_media_root() -> str:
+    """The stored bytes of the test run's daphne processes: a temporary directory, not the checkout's media/ (which
+    had gathered a gigabyte of files whose rows the test databases no longer held)."""
+    import atexit
+    import shutil
+    import tempfile
+
+    global _SERVER_MEDIA
+    if _SERVER_MEDIA is None:
+        _SERVER_MEDIA = tempfile.mkdtemp(prefix="conduet-test-media-")
+        atexit.register(shutil.rmtree, _SERVER_MEDIA, True)
+    return _SERVER_MEDIA
+
+
+_SERVER_MEDIA: str | None = None
 
 
 @pytest.fixture(scope="session")
