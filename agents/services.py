@@ -403,14 +403,15 @@ def projects_delete(*, projects) -> None:
     conversations' files and data frames. The admin's deletes of projects and workspaces come here too, so that no
     delete leaves bytes behind."""
     from agents.knowledge.models import KnowledgeDocument
-    from files.store import stored_delete_on_commit, stored_names
+    from conversations.models import Conversation
+    from files.store import conversations_bytes_delete_on_commit, stored_delete_on_commit
 
     with transaction.atomic():
         ids = list(projects.values_list("id", flat=True))
         stored = list(KnowledgeDocument.objects.filter(project_id__in=ids).exclude(stored_path="")
                       .values_list("stored_path", flat=True))
-        for project_id in ids:
-            stored += stored_names(project_id=project_id)  # its conversations' files and data frames
+        conversations_bytes_delete_on_commit(  # its conversations' files and data frames
+            conversation_ids=Conversation.objects.filter(project_id__in=ids).values_list("id", flat=True))
         Project.objects.filter(id__in=ids).delete()
         stored_delete_on_commit(stored)
 

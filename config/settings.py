@@ -1,4 +1,5 @@
 """Conduet settings: everything comes from environment variables (see README "Configuration")."""
+import tempfile
 from pathlib import Path
 
 import dj_database_url
@@ -292,6 +293,13 @@ CONDUET_DATA_QUERY_THREADS = env_int("CONDUET_DATA_QUERY_THREADS", 2, minimum=1)
 # Empty: <temporary directory>/conduet-frames/<a digest of the database settings>.
 CONDUET_FRAME_CACHE_DIR = env_str("CONDUET_FRAME_CACHE_DIR", "")
 CONDUET_FRAME_CACHE_MB = env_int("CONDUET_FRAME_CACHE_MB", 4096, minimum=0)
+# What a killed process leaves behind (files/sweep.py): uploads are parsed into, and tables spooled through, this local
+# directory (Django's FILE_UPLOAD_TEMP_DIR, made if missing); its entries, and stored bytes under conversations/ that no
+# row names, are removed once older than CONDUET_FILES_SWEEP_AGE_SECONDS — by `manage.py worker` every
+# CONDUET_FILES_SWEEP_INTERVAL_SECONDS (0: never) and by `manage.py files_sweep`.
+FILE_UPLOAD_TEMP_DIR = env_str("CONDUET_UPLOAD_TEMP_DIR", "") or str(Path(tempfile.gettempdir()) / "conduet-uploads")
+CONDUET_FILES_SWEEP_AGE_SECONDS = env_float("CONDUET_FILES_SWEEP_AGE_SECONDS", 3600.0, minimum=60.0)
+CONDUET_FILES_SWEEP_INTERVAL_SECONDS = env_float("CONDUET_FILES_SWEEP_INTERVAL_SECONDS", 600.0, minimum=0.0)
 
 LOGGING = {
     "version": 1,

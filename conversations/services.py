@@ -13,7 +13,7 @@ from config.api.errors import Conflict, NotFound
 from conversations.lease import ConversationKey, lease_acquire, lease_release
 from conversations.models import Conversation
 from conversations.turns import API_STATE_KEYS
-from files.store import stored_delete_on_commit, stored_names
+from files.store import conversations_bytes_delete_on_commit
 
 V2_PLATFORM = "v2"
 
@@ -91,9 +91,8 @@ def _conversation_delete_leased(*, conversation_id: str, token: str) -> Conversa
         conversation = Conversation.objects.select_for_update().filter(id=conversation_id, lease_token=token).first()
         if conversation is None:  # our lease expired (the database stalled for seconds) and a turn took it
             raise Conflict("The conversation changed while it was being deleted; retry.")
-        names = stored_names(conversation_ids=[conversation_id])
+        conversations_bytes_delete_on_commit(conversation_ids=[conversation_id])
         conversation.delete()
-        stored_delete_on_commit(names)
     conversation.id = conversation_id  # Model.delete() clears the primary key; the API shows what was deleted
     return conversation
 
@@ -104,9 +103,8 @@ def conversations_delete(*, conversations) -> None:
     a running turn, whose reply then has no conversation to be stored in."""
     with transaction.atomic():
         ids = list(conversations.values_list("id", flat=True))
-        names = stored_names(conversation_ids=ids)
+        conversations_bytes_delete_on_commit(conversation_ids=ids)
         Conversation.objects.filter(id__in=ids).delete()
-        stored_delete_on_commit(names)
 
 
 async def conversation_adelete(*, conversation: Conversation) -> Conversation:

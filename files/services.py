@@ -20,7 +20,7 @@ from config.api.errors import ApiError, ErrorCode, NotFound
 from conversations.models import Conversation
 from files import frames
 from files.models import StoredFile
-from files.store import _delete_now, conversation_dir, frame_create
+from files.store import _delete_now, conversation_dir, frame_create, spool_dir
 
 MAX_NAME = 200  # characters of a stored file's name
 MAX_SUFFIX = 16
@@ -130,7 +130,7 @@ def _tables(upload, *, name: str, kind: str) -> list:
     """The upload's tables, read from its temporary file (a copy for an upload held in memory)."""
     if hasattr(upload, "temporary_file_path"):
         return frames.tables_read(upload.temporary_file_path(), name=name, kind=kind)
-    with tempfile.NamedTemporaryFile(suffix=PurePosixPath(name).suffix) as copy:
+    with tempfile.NamedTemporaryFile(suffix=PurePosixPath(name).suffix, dir=spool_dir()) as copy:
         upload.seek(0)
         for chunk in upload.chunks():
             copy.write(chunk)

@@ -28,7 +28,9 @@ class SpreadsheetTooLarge(ValueError):
 def sheets_read(path: str) -> list[tuple[str, object, str]]:
     """(sheet name, polars DataFrame or None, error) for each sheet of the workbook at `path`, read in a bounded
     child process. Raises ValueError (a clear reason) when the workbook cannot be read at all."""
-    with tempfile.TemporaryDirectory(prefix="conduet-sheets-") as out:
+    from files.store import spool_dir  # not at the top: the child imports this module without Django
+
+    with tempfile.TemporaryDirectory(prefix="conduet-sheets-", dir=spool_dir()) as out:
         try:
             done = subprocess.run(
                 [sys.executable, "-m", "files.spreadsheet", path, out, str(MEMORY_MB)],

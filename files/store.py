@@ -21,8 +21,20 @@ MAX_NAME = 120  # characters of a frame's name (SQL identifiers stay readable)
 _NAME_UNSAFE = re.compile(r"[^A-Za-z0-9_]+")
 
 
+CONVERSATIONS_DIR = "conversations"
+
+
 def conversation_dir(conversation_id: str) -> str:
-    return f"conversations/{conversation_id}"
+    return f"{CONVERSATIONS_DIR}/{conversation_id}"
+
+
+def spool_dir() -> str:
+    """FILE_UPLOAD_TEMP_DIR, made if missing: where uploads are parsed to and tables spooled through, so that what
+    a killed process leaves there is swept (files/sweep.py)."""
+    from django.conf import settings
+
+    os.makedirs(settings.FILE_UPLOAD_TEMP_DIR, mode=0o700, exist_ok=True)
+    return settings.FILE_UPLOAD_TEMP_DIR
 
 
 def frame_base_name(raw: str) -> str:
@@ -59,7 +71,7 @@ def frame_create(*, conversation_id: str, name: str, table=None, error: str = ""
             table = pl.from_arrow(table)
         frame.num_rows, frame.num_columns = table.height, table.width
         frame.columns = [{"name": column, "dtype": str(dtype)} for column, dtype in table.schema.items()]
-        with tempfile.NamedTemporaryFile(suffix=".parquet") as spool:
+        with tempfile.NamedTemporaryFile(suffix=".parquet", dir=spool_dir()) as spool:
             table.write_parquet(spool.name, statistics=True)
             frame.size = os.path.getsize(spool.name)
             with open(spool.name, "rb") as parquet:
@@ -94,7 +106,8 @@ def frame_local_path(frame: DataFrame) -> Iterator[str]:
     if local is not None:
         yield local
         return
-    with tempfile.NamedTemporaryFile(suffix=".parquet") as copy, default_storage.open(frame.stored_name, "rb") as src:
+    with (tempfile.NamedTemporaryFile(suffix=".parquet", dir=spool_dir()) as copy,
+          default_storage.open(frame.stored_name, "rb") as src):
         for chunk in iter(lambda: src.read(1024 * 1024), b""):
             copy.write(chunk)
         copy.flush()
@@ -135,6 +148,40 @@ def stored_delete_on_commit(names: Iterable[str]) -> None:
 
         for name in names:
             _delete_now(name)
+        if frame_ids:
+            frame_cache_forget(frame_ids)
+
+    transaction.on_commit(delete)
+
+
+def storage_tree_delete(prefix: str) -> None:
+    """Deletes every name under `prefix` through the storage API (the file system or object storage alike), then
+    the directories themselves where the storage has them."""
+    try:
+        dirs, names = default_storage.listdir(prefix)
+    except FileNotFoundError:
+        return
+    for sub in dirs:
+        storage_tree_delete(f"{prefix}/{sub}")
+    for name in names:
+        _delete_now(f"{prefix}/{name}")
+    _delete_now(prefix)  # the file system's (now empty) directory; nothing on object storage
+
+
+def conversations_bytes_delete_on_commit(*, conversation_ids: Iterable[str]) -> None:
+    """Deletes these conversations' whole directories (`conversations/<id>/`) once the current transaction
+    commits — with the bytes their rows name, any a killed upload left without a row — and the local Arrow copies
+    of their frames. Called before the delete, while the frames' rows can still be read."""
+    ids = list(conversation_ids)
+    if not ids:
+        return
+    frame_ids = list(DataFrame.objects.filter(conversation_id__in=ids).values_list("id", flat=True))
+
+    def delete() -> None:
+        from files.frame_cache import frame_cache_forget
+
+        for conversation_id in ids:
+            storage_tree_delete(conversation_dir(conversation_id))
         if frame_ids:
             frame_cache_forget(frame_ids)
 

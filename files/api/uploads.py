@@ -8,6 +8,7 @@ from django.conf import settings
 from django.core.files.uploadhandler import TemporaryFileUploadHandler
 
 from config.api.errors import ApiError, ErrorCode
+from files.store import spool_dir
 
 FILES_FIELD = "files"
 HEAD_BYTES = 8192
@@ -37,6 +38,7 @@ class LimitedUploadHandler(TemporaryFileUploadHandler):
         self.count += 1
         if self.count > settings.CONDUET_FILE_MAX_COUNT:
             raise too_many_files()
+        spool_dir()  # TemporaryUploadedFile writes to FILE_UPLOAD_TEMP_DIR, the directory files/sweep.py sweeps
         super().new_file(field_name, file_name, *args, **kwargs)
         self.digest, self.received, self.head = hashlib.sha256(), 0, b""
 
