@@ -52,15 +52,6 @@ def rows(frame: DataFrame) -> list[tuple]:
         return pl.read_parquet(path).rows()
 
 
-@pytest.fixture
-def model(settings, llm_server):
-    settings.CONDUET_LLM_BASE_URL = llm_server.url
-    settings.CONDUET_LLM_API_KEY = "sk-fake"
-    settings.CONDUET_LLM_MODEL = "fake-model"
-    settings.CONDUET_LLM_MAX_RETRIES = 0
-    return llm_server
-
-
 def interact(client, words: str):
     return client.post("/api/v1/conversations/jane/interact", {"action": {"type": "text", "payload": words}},
                        format="json")

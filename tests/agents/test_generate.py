@@ -18,13 +18,6 @@ DANGLING = {**VALID, "workflows": [{**VALID["workflows"][0], "connections": [
     *VALID["workflows"][0]["connections"], {"source": "start", "port": "next", "target": "nowhere"}]}]}
 
 
-@pytest.fixture
-def model(llm_server, settings):
-    settings.CONDUET_LLM_BASE_URL, settings.CONDUET_LLM_MODEL = llm_server.url, "fake-model"
-    settings.CONDUET_LLM_MAX_RETRIES = 0
-    return llm_server
-
-
 def test_a_valid_answer_becomes_a_project(developer, model, workspace):
     model.script(Reply(text=json.dumps(VALID)))
 

@@ -20,12 +20,6 @@ LAUNCH = {"action": {"type": "launch", "payload": None}}
 
 
 @pytest.fixture
-def model(llm_server, settings):
-    settings.CONDUET_LLM_BASE_URL, settings.CONDUET_LLM_MODEL = llm_server.url, "fake-model"
-    return llm_server
-
-
-@pytest.fixture
 def no_model(settings):
     settings.CONDUET_LLM_BASE_URL = ""
 

@@ -47,12 +47,6 @@ def no_model(settings):
     settings.CONDUET_LLM_BASE_URL = ""
 
 
-@pytest.fixture
-def model(llm_server, settings):
-    settings.CONDUET_LLM_BASE_URL, settings.CONDUET_LLM_MODEL = llm_server.url, "fake-model"
-    return llm_server
-
-
 def imported(developer, name: str) -> dict:
     response = developer.post(URL, export(name), format="json")
     assert response.status_code == 201, response.content

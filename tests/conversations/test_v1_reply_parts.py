@@ -11,14 +11,6 @@ from tests.fakes.llm_server import Reply
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture
-def model(llm_server, settings):
-    settings.CONDUET_LLM_BASE_URL = llm_server.url
-    settings.CONDUET_LLM_API_KEY = "sk-fake"
-    settings.CONDUET_LLM_MODEL = "fake-model"
-    return llm_server
-
-
 def test_a_message_after_a_streamed_reply_is_its_own_trace(workspace, client_for, model):
     project = project_create(workspace=workspace, name="Reconciler", document=walkthrough_document())
     key = project_api_key_create(project=project, name="server")[1]

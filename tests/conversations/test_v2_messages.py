@@ -21,14 +21,6 @@ def agent_document(**settings) -> dict:
 
 
 @pytest.fixture
-def model(llm_server, settings):
-    settings.CONDUET_LLM_BASE_URL = llm_server.url
-    settings.CONDUET_LLM_API_KEY = "sk-fake"
-    settings.CONDUET_LLM_MODEL = "fake-model"
-    return llm_server
-
-
-@pytest.fixture
 def agent(workspace):
     return project_create(workspace=workspace, name="Reconciler", document=agent_document())
 

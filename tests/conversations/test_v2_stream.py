@@ -73,14 +73,6 @@ def check_stream(events: list[tuple[str | None, str]], stored: Message) -> dict:
 
 # --- in process
 
-@pytest.fixture
-def model(llm_server, settings):
-    settings.CONDUET_LLM_BASE_URL = llm_server.url
-    settings.CONDUET_LLM_API_KEY = "sk-fake"
-    settings.CONDUET_LLM_MODEL = "fake-model"
-    return llm_server
-
-
 async def _stream(path: str, body: dict, token: str) -> str:
     response = await AsyncClient().post(path, body, content_type="application/json",
                                         headers={"Authorization": f"Bearer {token}"})

@@ -530,6 +530,16 @@ def llm_server():
         yield server
 
 
+@pytest.fixture
+def model(llm_server, settings):
+    """The fake server as the configured model (`CONDUET_LLM_*`), without retries: a scripted failure is final."""
+    settings.CONDUET_LLM_BASE_URL = llm_server.url
+    settings.CONDUET_LLM_API_KEY = "sk-fake"
+    settings.CONDUET_LLM_MODEL = "fake-model"
+    settings.CONDUET_LLM_MAX_RETRIES = 0
+    return llm_server
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="A fake OpenAI-compatible model for benchmarks.")
     parser.add_argument("--host", default="127.0.0.1")

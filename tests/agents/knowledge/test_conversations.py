@@ -224,15 +224,6 @@ def test_documents_not_ready_are_not_searched(workspace, client_for):
         {"type": "text", "payload": {"message": FALLBACK}}]
 
 
-@pytest.fixture
-def model(settings, llm_server):
-    settings.CONDUET_LLM_BASE_URL = llm_server.url
-    settings.CONDUET_LLM_API_KEY = "sk-fake"
-    settings.CONDUET_LLM_MODEL = "fake-model"
-    settings.CONDUET_LLM_MAX_RETRIES = 0
-    return llm_server
-
-
 def test_an_agent_that_calls_knowledge_search_gets_the_passages_and_the_turn_cites_them(workspace, client_for,
                                                                                         model):
     document = {"framework": "agentic", "name": "Agent", "language": "en", "workflows": [],
