@@ -37,7 +37,7 @@ UPSERT_SQL = (
     f"INSERT INTO {_CONVERSATIONS} AS c (id, project_id, user_id, platform, version_id, status, state, turn, "
     f"message_seq, created_at, updated_at) VALUES (%s, %s, %s, 'api', 'development', 'active', '{{}}', 1, 2, "
     f"now(), now()) "
-    f"ON CONFLICT (project_id, user_id) WHERE closed_at IS NULL DO UPDATE SET turn = c.turn + 1, "
+    f"ON CONFLICT (project_id, user_id) WHERE closed_at IS NULL AND kind = 'v1' DO UPDATE SET turn = c.turn + 1, "
     f"message_seq = c.message_seq + 2, updated_at = now() RETURNING c.id, c.message_seq"
 )
 MESSAGES_SQL = (
