@@ -112,8 +112,41 @@ def storage_sweep(*, older_than: float) -> list[str]:
     return removed
 
 
+KNOWLEDGE_DIR = "knowledge"  # agents/knowledge/services.py: knowledge/<project>/<document>/<name>
+
+
+def knowledge_sweep(*, older_than: float) -> list[str]:
+    """Deletes a knowledge document's stored bytes that no row names, once older than `older_than` seconds: an upload
+    writes its bytes before its row commits (a killed process leaves them), and a document whose row is gone by any
+    other way than its services leaves them too. Age alone decides, as a document's directory is made before its
+    row exists."""
+    from agents.knowledge.models import KnowledgeDocument
+
+    cutoff = timezone.now() - timedelta(seconds=older_than)
+    projects, _files = _listdir(KNOWLEDGE_DIR)
+    removed = []
+    for project_id in projects:
+        documents, _files = _listdir(f"{KNOWLEDGE_DIR}/{project_id}")
+        for start in range(0, len(documents), BATCH):
+            batch = documents[start: start + BATCH]
+            named = set(KnowledgeDocument.objects.filter(id__in=batch).values_list("stored_path", flat=True))
+            for document_id in batch:
+                _dirs, names = _listdir(f"{KNOWLEDGE_DIR}/{project_id}/{document_id}")
+                for name in (f"{KNOWLEDGE_DIR}/{project_id}/{document_id}/{name}" for name in names):
+                    if name not in named and _old(name, cutoff):
+                        try:
+                            default_storage.delete(name)
+                        except OSError:
+                            log.warning("Could not delete the orphan %s", name, exc_info=True)
+                            continue
+                        removed.append(name)
+    return removed
+
+
 def files_sweep(*, older_than: float | None = None) -> dict[str, list[str]]:
-    """Both sweeps, with CONDUET_FILES_SWEEP_AGE_SECONDS unless told: {"storage": names, "temporary": paths}."""
+    """Every sweep, with CONDUET_FILES_SWEEP_AGE_SECONDS unless told: {"storage": names (conversations' and the
+    knowledge base's), "temporary": paths}."""
     if older_than is None:
         older_than = settings.CONDUET_FILES_SWEEP_AGE_SECONDS
-    return {"storage": storage_sweep(older_than=older_than), "temporary": temp_sweep(older_than=older_than)}
+    return {"storage": storage_sweep(older_than=older_than) + knowledge_sweep(older_than=older_than),
+            "temporary": temp_sweep(older_than=older_than)}

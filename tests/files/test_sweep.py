@@ -250,3 +250,23 @@ def test_a_daphne_killed_mid_upload_leaves_nothing_after_a_sweep(settings, tmp_p
     named = {*StoredFile.objects.values_list("stored_name", flat=True),
              *DataFrame.objects.values_list("stored_name", flat=True)} - {""}
     assert all_names(f"conversations/{conversation.id}") == named
+
+
+def test_knowledge_bytes_no_document_names_go_once_old(conversation):
+    """A knowledge-base upload writes its bytes before its row commits: killed in between, they have no row."""
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    from agents.knowledge.services import document_create_upload
+    from files.sweep import knowledge_sweep
+
+    project = conversation.project
+    document = document_create_upload(project=project, metadata={}, upload=SimpleUploadedFile(
+        "faq.md", b"# FAQ\n\nGift cards never expire.", content_type="text/markdown"))
+    aged(Path(default_storage.path(document.stored_path)), 2 * HOUR)
+    old = default_storage.save(f"knowledge/{project.id}/doc_killed/manual.pdf", ContentFile(b"orphan"))
+    aged(Path(default_storage.path(old)), 2 * HOUR)
+    young = default_storage.save(f"knowledge/{project.id}/doc_in_flight/manual.pdf", ContentFile(b"uploading"))
+
+    assert knowledge_sweep(older_than=HOUR) == [old]
+    assert not default_storage.exists(old)
+    assert default_storage.exists(young) and default_storage.exists(document.stored_path)

@@ -1,6 +1,6 @@
 """`manage.py files_sweep [--older-than SECONDS]`: removes now what killed processes left of uploads — temporary
-files under FILE_UPLOAD_TEMP_DIR, stored bytes under conversations/ that no row names, the directories of deleted
-conversations (files/sweep.py) — and prints each. `manage.py worker` does the same every
+files under FILE_UPLOAD_TEMP_DIR, stored bytes under conversations/ and knowledge/ that no row names, the
+directories of deleted conversations (files/sweep.py) — and prints each. `manage.py worker` does the same every
 CONDUET_FILES_SWEEP_INTERVAL_SECONDS; this is for operators and cron."""
 from django.conf import settings
 from django.core.management.base import BaseCommand
@@ -9,7 +9,7 @@ from files.sweep import files_sweep
 
 
 class Command(BaseCommand):
-    help = "Removes leftover upload temporary files and stored bytes that no file or data frame names."
+    help = "Removes leftover upload temporary files and stored bytes that no file, data frame or document names."
 
     def add_arguments(self, parser):
         parser.add_argument("--older-than", type=float, default=None, metavar="SECONDS",
