@@ -2,7 +2,8 @@
 
 The shared core of files and data frames: a frame is written as Parquet to storage and recorded in one row
 (`frame_create`); readers get a local path to its Parquet (`frame_local_path`), which polars and pyarrow scan lazily;
-bytes are deleted only once the rows that named them are gone (`stored_delete_on_commit`)."""
+bytes are deleted only once the rows that named them are gone (`conversations_bytes_delete_on_commit`,
+`stored_delete_on_commit`)."""
 import contextlib
 import logging
 import os
@@ -114,20 +115,6 @@ def frame_local_path(frame: DataFrame) -> Iterator[str]:
         yield copy.name
 
 
-def stored_names(*, conversation_ids: Iterable[str] | None = None, project_id: str | None = None) -> list[str]:
-    """The storage names of every file and frame of these conversations (or of a project's conversations), read
-    before a delete so that their bytes can go once it has committed."""
-    files = StoredFile.objects.all()
-    frames = DataFrame.objects.exclude(stored_name="")
-    if conversation_ids is not None:
-        ids = list(conversation_ids)
-        files, frames = files.filter(conversation_id__in=ids), frames.filter(conversation_id__in=ids)
-    if project_id is not None:
-        files = files.filter(conversation__project_id=project_id)
-        frames = frames.filter(conversation__project_id=project_id)
-    return [*files.values_list("stored_name", flat=True), *frames.values_list("stored_name", flat=True)]
-
-
 def _delete_now(name: str) -> None:
     try:
         default_storage.delete(name)
@@ -136,22 +123,11 @@ def _delete_now(name: str) -> None:
 
 
 def stored_delete_on_commit(names: Iterable[str]) -> None:
-    """Deletes these bytes once the current transaction commits (at once outside one), with the local Arrow copies
-    of the frames among them (`frame_cache`); a rollback keeps them."""
+    """Deletes these bytes once the current transaction commits (at once outside one); a rollback keeps them. A
+    conversation's bytes go by its directory instead (`conversations_bytes_delete_on_commit`)."""
     names = [name for name in names if name]
-    if not names:
-        return
-    frame_ids = [name.rsplit("/", 1)[-1].removesuffix(".parquet") for name in names if "/frames/" in name]
-
-    def delete() -> None:
-        from files.frame_cache import frame_cache_forget
-
-        for name in names:
-            _delete_now(name)
-        if frame_ids:
-            frame_cache_forget(frame_ids)
-
-    transaction.on_commit(delete)
+    if names:
+        transaction.on_commit(lambda: [_delete_now(name) for name in names])
 
 
 def storage_tree_delete(prefix: str) -> None:

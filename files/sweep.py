@@ -78,6 +78,22 @@ def _old(name: str, cutoff) -> bool:
         return False
 
 
+def _orphans_delete(directory: str, *, named: set[str], cutoff) -> list[str]:
+    """Deletes the names in the storage directory that are not in `named` and were last modified before `cutoff`;
+    returns them."""
+    _dirs, names = _listdir(directory)
+    removed = []
+    for name in (f"{directory}/{name}" for name in names):
+        if name not in named and _old(name, cutoff):
+            try:
+                default_storage.delete(name)
+            except OSError:
+                log.warning("Could not delete the orphan %s", name, exc_info=True)
+                continue
+            removed.append(name)
+    return removed
+
+
 def storage_sweep(*, older_than: float) -> list[str]:
     """Deletes the stored bytes no row names: under each live conversation's `files/` and `frames/`, the names no
     StoredFile or DataFrame row holds and last modified more than `older_than` seconds ago; and the whole directory
@@ -99,15 +115,7 @@ def storage_sweep(*, older_than: float) -> list[str]:
                 removed.append(f"{prefix}/")
                 continue
             for sub in SWEPT_DIRS:
-                _dirs, names = _listdir(f"{prefix}/{sub}")
-                for name in (f"{prefix}/{sub}/{name}" for name in names):
-                    if name not in named and _old(name, cutoff):
-                        try:
-                            default_storage.delete(name)
-                        except OSError:
-                            log.warning("Could not delete the orphan %s", name, exc_info=True)
-                            continue
-                        removed.append(name)
+                removed += _orphans_delete(f"{prefix}/{sub}", named=named, cutoff=cutoff)
     frame_cache_forget([name.rsplit("/", 1)[-1].removesuffix(".parquet") for name in removed if "/frames/" in name])
     return removed
 
@@ -131,15 +139,7 @@ def knowledge_sweep(*, older_than: float) -> list[str]:
             batch = documents[start: start + BATCH]
             named = set(KnowledgeDocument.objects.filter(id__in=batch).values_list("stored_path", flat=True))
             for document_id in batch:
-                _dirs, names = _listdir(f"{KNOWLEDGE_DIR}/{project_id}/{document_id}")
-                for name in (f"{KNOWLEDGE_DIR}/{project_id}/{document_id}/{name}" for name in names):
-                    if name not in named and _old(name, cutoff):
-                        try:
-                            default_storage.delete(name)
-                        except OSError:
-                            log.warning("Could not delete the orphan %s", name, exc_info=True)
-                            continue
-                        removed.append(name)
+                removed += _orphans_delete(f"{KNOWLEDGE_DIR}/{project_id}/{document_id}", named=named, cutoff=cutoff)
     return removed
 
 

@@ -8,7 +8,7 @@ from django.db import transaction
 from conversations.services import conversation_v2_create
 from files import frame_cache, frames
 from files.models import DataFrame
-from files.store import frame_create, frame_local_path, stored_delete_on_commit, stored_names
+from files.store import conversations_bytes_delete_on_commit, frame_create, frame_local_path
 from tests.factories import ProjectFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -36,9 +36,8 @@ def test_deleting_a_frame_on_commit_removes_its_bytes_and_its_local_arrow_copy(c
         parquet = path
 
     with transaction.atomic():
-        names = stored_names(conversation_ids=[conversation.id])
+        conversations_bytes_delete_on_commit(conversation_ids=[conversation.id])
         DataFrame.objects.filter(id=frame.id).delete()
-        stored_delete_on_commit(names)
         assert list(frame_cache.cache_dir().glob("*.arrow"))  # nothing goes before the commit
 
     assert not list(frame_cache.cache_dir().glob("*.arrow"))
